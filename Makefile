@@ -1,0 +1,49 @@
+# smfa: `make install` once (creates .venv), then `make demo` / `make test` / `make bench`.
+PY      ?= python3
+VENV    := .venv
+VPY     := $(VENV)/bin/python
+PIP     := $(VPY) -m pip
+TORCH   := torch==2.13.0
+STAMP   := $(VENV)/.installed
+SOURCES := $(shell find csrc smfa_core -name '*.cpp' -o -name '*.h' -o -name '*.cu' 2>/dev/null) setup.py pyproject.toml
+
+.PHONY: install demo test bench lint cuda-check clean
+
+install: $(STAMP)
+
+# torch goes in first and stays pinned in every later pip call: otherwise peft & co.
+# resolve a multi-GB CUDA torch. The extension is built against that torch.
+$(STAMP): $(SOURCES)
+	test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q $(TORCH) -e '.[test]' --no-build-isolation
+	$(VPY) -c "import smfa_core; print('smfa backends:', smfa_core.available_backends())"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VPY) -m smfa_cli.demo
+
+test: $(STAMP)
+	$(VPY) -m ruff check .
+	$(VPY) -m pytest -q -x tests
+	$(MAKE) --no-print-directory cuda-check
+
+bench: $(STAMP)
+	$(VPY) -m pytest benchmarks --benchmark-enable -q -s
+
+lint: $(STAMP)
+	$(VPY) -m ruff check .
+
+# Compile every CUDA kernel for sm_80 and sm_90 with the machine's nvcc (nothing runs here).
+cuda-check:
+	@if command -v nvcc >/dev/null 2>&1 && ls csrc/cuda/*.cu >/dev/null 2>&1; then \
+	  mkdir -p build/cuda-check && for f in csrc/cuda/*.cu; do \
+	    for arch in 80 90; do \
+	      nvcc -c -O3 --fmad=false -std=c++17 -arch=sm_$$arch -Xcompiler -fPIC $$f \
+	        -o build/cuda-check/$$(basename $$f .cu).sm_$$arch.o || exit 1; \
+	    done; echo "cuda-check: $$f ok (sm_80, sm_90)"; done; \
+	else echo "cuda-check: skipped (no nvcc or no csrc/cuda/*.cu)"; fi
+
+clean:
+	rm -rf build *.egg-info smfa_core/_C*.so .pytest_cache

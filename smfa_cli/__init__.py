@@ -1,0 +1,1 @@
+"""smfa_cli: the `smfa` command line, thin over the libraries."""

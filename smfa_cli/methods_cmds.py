@@ -1,0 +1,5 @@
+"""Placeholder until its issue lands."""
+
+
+def register(cli) -> None:
+    """No commands yet."""

@@ -1,0 +1,51 @@
+"""Op schemas of the smfa kernel set: the one place they are written down.
+
+Every backend implements these three ops with the same bits (see backends/reference.py,
+the executable spec). Deltas can be given as a pair (x, x_base): the delta is then
+float32(x) - float32(x_base), one fp32 rounding, so fine-tuned checkpoints need no
+materialised delta.
+
+- sumsq_blocks(x, x_base?) -> float64[ceil(n / BLOCK)]
+      per-block sums of squares (fp64) in the canonical order of the reference.
+- sculpt_chunk(f, f_base?, a, a_base?, t, mode, w?, out!, mask!?) -> int64[2]
+      writes out = M ? 0 : f  (or round(w + that) when w is given), optionally the
+      bit-packed mask, returns [conflict count, masked count].
+- sweep_counts(f, f_base?, a, a_base?, ts) -> int64[1 + len(ts)]
+      [conflict count, masked count at t for t in ts]   (inspect --k-sweep)
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Canonical reduction layout for the norms: blocks of BLOCK elements (flattened), each
+# summed as LANES interleaved lanes (element i of a block goes to lane i % LANES, lanes
+# accumulate sequentially in fp64), lanes combined by a fixed halving tree. Block sums are
+# combined exactly (math.fsum) by the caller, so chunking never changes a norm.
+BLOCK = 65536
+LANES = 256
+
+MODES = {"none": 0, "conflict": 1, "magnitude": 2, "both": 3}
+
+lib = torch.library.Library("smfa", "DEF")
+lib.define("sumsq_blocks(Tensor x, Tensor? x_base) -> Tensor")
+lib.define(
+    "sculpt_chunk(Tensor f, Tensor? f_base, Tensor a, Tensor? a_base, float t, int mode, "
+    "Tensor? w, Tensor(a!) out, Tensor(b!)? mask) -> Tensor"
+)
+lib.define("sweep_counts(Tensor f, Tensor? f_base, Tensor a, Tensor? a_base, Tensor ts) -> Tensor")
+
+
+@torch.library.register_fake("smfa::sumsq_blocks")
+def _sumsq_blocks_fake(x, x_base):
+    return x.new_empty(((x.numel() + BLOCK - 1) // BLOCK,), dtype=torch.float64)
+
+
+@torch.library.register_fake("smfa::sculpt_chunk")
+def _sculpt_chunk_fake(f, f_base, a, a_base, t, mode, w, out, mask):
+    return f.new_empty((2,), dtype=torch.int64)
+
+
+@torch.library.register_fake("smfa::sweep_counts")
+def _sweep_counts_fake(f, f_base, a, a_base, ts):
+    return f.new_empty((1 + ts.numel(),), dtype=torch.int64)

@@ -1,0 +1,111 @@
+"""In-memory sculpting of one tensor pair: `sculpt_tensor`, the contract on tensors."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ._ops import MODES
+from .backends import get_backend
+from .errors import SmfaError
+
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+@dataclass
+class TensorStats:
+    """What the report says about one tensor."""
+
+    numel: int
+    norm_f: float
+    norm_a: float
+    rho: float
+    t: float
+    conflict: int
+    masked: int
+
+    @property
+    def conflict_pct(self) -> float:
+        return 100.0 * self.conflict / self.numel if self.numel else 0.0
+
+    @property
+    def masked_pct(self) -> float:
+        return 100.0 * self.masked / self.numel if self.numel else 0.0
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["conflict_pct"] = self.conflict_pct
+        d["masked_pct"] = self.masked_pct
+        return d
+
+
+def check_mode(mode: str) -> int:
+    if mode not in MODES:
+        raise SmfaError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    return MODES[mode]
+
+
+def check_k(k: float) -> None:
+    if not (isinstance(k, (int, float)) and math.isfinite(k) and k >= 0):
+        raise SmfaError(f"--k must be a finite number >= 0, got {k!r}")
+
+
+def rho_of(sumsq_f: float, sumsq_a: float, eps: float) -> float:
+    """rho = ||f||_F / (||a||_F + eps), in fp64."""
+    return math.sqrt(sumsq_f) / (math.sqrt(sumsq_a) + eps)
+
+
+def threshold(k: float, rho: float) -> float:
+    """t = float32(k * rho): the one fp32 factor every backend multiplies |a| by."""
+    return float(torch.tensor(k * rho, dtype=torch.float64).to(torch.float32))
+
+
+def exact_sum(block_sums: torch.Tensor) -> float:
+    """Correctly rounded sum of the per-block fp64 sums (order-independent)."""
+    return math.fsum(block_sums.cpu().tolist())
+
+
+def sculpt_tensor(
+    f: torch.Tensor,
+    a: torch.Tensor,
+    k: float,
+    *,
+    mode: str = "both",
+    eps: float = 1e-8,
+    backend: str = "auto",
+    base: torch.Tensor | None = None,
+    rho: float | None = None,
+    name: str = "tensor",
+) -> tuple[torch.Tensor, TensorStats]:
+    """Sculpt the forget delta `f` against the anchor `a` (DESIGN §3).
+
+    Returns (out, stats): out is the sculpted delta in f's dtype, or, with `base`, the
+    merged weight round(base + sculpted) in base's dtype. `rho` overrides the per-tensor
+    rho (the engine passes the global one for --rho-scope global).
+    """
+    check_k(k)
+    imode = check_mode(mode)
+    for label, x in (("forget", f), ("anchor", a), ("base", base)):
+        if x is not None and x.dtype not in FLOAT_DTYPES:
+            raise SmfaError(f"{name}: {label} dtype {x.dtype} is not bf16/fp16/fp32")
+    if f.shape != a.shape or (base is not None and base.shape != f.shape):
+        raise SmfaError(f"{name}: shape mismatch forget {tuple(f.shape)} anchor {tuple(a.shape)}"
+                        + (f" base {tuple(base.shape)}" if base is not None else ""))
+    if a.device != f.device or (base is not None and base.device != f.device):
+        raise SmfaError(f"{name}: forget, anchor and base must be on one device")
+    be = get_backend(backend, f.device.type)
+    fc, ac = f.contiguous().view(-1), a.contiguous().view(-1)
+    ssf = exact_sum(be.sumsq_blocks(fc, None))
+    ssa = exact_sum(be.sumsq_blocks(ac, None))
+    if not (math.isfinite(ssf) and math.isfinite(ssa)):
+        which = "forget" if not math.isfinite(ssf) else "anchor"
+        raise SmfaError(f"{name}: the {which} delta has NaN or Inf values")
+    r = rho_of(ssf, ssa, eps) if rho is None else rho
+    t = threshold(k, r)
+    wc = None if base is None else base.contiguous().view(-1)
+    out = torch.empty_like(fc if wc is None else wc)
+    counts = be.sculpt_chunk(fc, None, ac, None, t, imode, wc, out, None).tolist()
+    stats = TensorStats(f.numel(), math.sqrt(ssf), math.sqrt(ssa), r, t, int(counts[0]), int(counts[1]))
+    return out.view(f.shape), stats

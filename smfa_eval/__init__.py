@@ -1,0 +1,1 @@
+"""smfa_eval: the S-MLLMUn-style benchmark (data, generation, metrics, judges, reports)."""

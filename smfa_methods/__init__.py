@@ -1,0 +1,1 @@
+"""smfa_methods: unlearning methods as pluggy plugins over one training loop."""

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 import warnings
+from types import ModuleType
 
 from . import _ops  # noqa: F401  (schemas first; the .so registers implementations)
 
-C = None
+C: ModuleType | None = None
 error = ""
 try:
-    from . import _C as C  # type: ignore[attr-defined,no-redef]
-except ImportError as exc:  # pragma: no cover - depends on the build
+    C = importlib.import_module(f"{__package__}._C")
+except ImportError as exc:  # depends on the build
     error = str(exc)
     warnings.warn(f"smfa: compiled kernels unavailable ({exc}); using the reference backend",
                   stacklevel=2)

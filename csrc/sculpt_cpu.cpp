@@ -1,0 +1,386 @@
+// CPU (C++/OpenMP) kernels of the smfa op set: sumsq_blocks, sculpt_chunk, sweep_counts.
+//
+// The executable spec is smfa_core/backends/reference.py: every output here (block sums,
+// out tensor, packed mask, counts) has the same bits as it. The schemas live in
+// smfa_core/_ops.py; this file only registers CPU implementations. See csrc/README.md for
+// the numerical rules (no FMA, sign test, fixed reduction order, rounding).
+//
+// Structure: inputs are decoded tile by tile (TILE elements) into fp32 buffers that stay in
+// L1 ("decoders", templated over input dtype and has_base), then one "stage" (templated over
+// output dtype and has_w) computes masks, counts, the output and the mask bits 8 lanes at a
+// time. So the hot loops carry no per-element branching on optional pointers or dtypes, and
+// 6 + 6 instantiations cover every dtype combination instead of 216 fused ones.
+
+#include <torch/extension.h>
+
+#include <ATen/Version.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "smfa_simd.h"
+
+namespace smfa {
+namespace {
+
+constexpr int64_t kBlock = 65536;  // == smfa_core._ops.BLOCK
+constexpr int64_t kLanes = 256;    // == smfa_core._ops.LANES
+constexpr int64_t kTile = 1024;    // elements per decode tile (multiple of 8)
+constexpr int64_t kSerialBelow = 1 << 15;  // smaller inputs run on one thread
+
+static_assert(kBlock % kLanes == 0, "BLOCK must be a multiple of LANES");
+static_assert(kLanes % 8 == 0 && kTile % 8 == 0, "8-lane vectors");
+
+// ---------------------------------------------------------------- validation helpers
+
+bool is_float_dtype(at::ScalarType s) {
+  return s == at::kFloat || s == at::kHalf || s == at::kBFloat16;
+}
+
+void check_input(const at::Tensor& x, const char* op, const char* name) {
+  TORCH_CHECK(x.device().is_cpu(), "smfa::", op, ": ", name, " must be a CPU tensor, got ", x.device());
+  TORCH_CHECK(is_float_dtype(x.scalar_type()), "smfa::", op, ": ", name,
+              " must be bfloat16, float16 or float32, got ", x.scalar_type());
+  TORCH_CHECK(x.is_contiguous(), "smfa::", op, ": ", name, " must be contiguous");
+}
+
+// Checks x (and its base, when given) and returns the number of elements.
+int64_t check_pair(const at::Tensor& x, const std::optional<at::Tensor>& xb, const char* op,
+                   const char* name, const char* base_name) {
+  check_input(x, op, name);
+  if (xb.has_value()) {
+    check_input(*xb, op, base_name);
+    TORCH_CHECK(xb->scalar_type() == x.scalar_type(), "smfa::", op, ": ", base_name, " dtype ",
+                xb->scalar_type(), " differs from ", name, " dtype ", x.scalar_type());
+    TORCH_CHECK(xb->numel() == x.numel(), "smfa::", op, ": ", base_name, " has ", xb->numel(),
+                " elements, ", name, " has ", x.numel());
+  }
+  return x.numel();
+}
+
+int threads_for(int64_t n, int64_t items) {
+  if (n < kSerialBelow) return 1;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), items)));
+}
+
+// The bits torch's CPU `.to(torch.bfloat16)` gives a NaN: its vectorised kernels (AVX2,
+// AVX512) write 0xFFFF, its scalar path (ATEN_CPU_CAPABILITY=default) 0x7FC0. We follow
+// the path torch itself takes in this process, so the reference and we agree bit for bit.
+uint16_t bf16_nan_bits() {
+  static const uint16_t bits = [] {
+#if defined(__x86_64__) || defined(_M_X64)
+    const std::string cap = at::get_cpu_capability();
+    return static_cast<uint16_t>(cap == "DEFAULT" ? 0x7FC0 : 0xFFFF);
+#else
+    return static_cast<uint16_t>(0x7FC0);
+#endif
+  }();
+  return bits;
+}
+
+// ---------------------------------------------------------------- decoders
+// decode<T, HAS_BASE>(x, xb, len, dst): dst[i] = float(x[i]) (- float(xb[i])), i < len,
+// then zeros up to the next multiple of 8 (padding lanes are neutral in every stage).
+
+template <typename T, bool HAS_BASE>
+void decode(const void* xv, const void* xbv, int64_t len, float* dst) {
+  const T* x = static_cast<const T*>(xv);
+  const T* xb = static_cast<const T*>(xbv);
+  const int64_t full = len & ~int64_t(7);
+  for (int64_t i = 0; i < full; i += 8) {
+    simd::F8 v = simd::load8(x + i);
+    if constexpr (HAS_BASE) v = simd::sub(v, simd::load8(xb + i));
+    simd::store8(dst + i, v);
+  }
+  if (full < len) {
+    simd::F8 v = simd::load_partial(x + full, len - full);
+    if constexpr (HAS_BASE) v = simd::sub(v, simd::load_partial(xb + full, len - full));
+    simd::store8(dst + full, v);
+  }
+}
+
+using DecodeFn = void (*)(const void*, const void*, int64_t, float*);
+
+DecodeFn pick_decoder(at::ScalarType s, bool has_base) {
+  switch (s) {
+    case at::kFloat: return has_base ? &decode<float, true> : &decode<float, false>;
+    case at::kHalf: return has_base ? &decode<c10::Half, true> : &decode<c10::Half, false>;
+    case at::kBFloat16:
+      return has_base ? &decode<c10::BFloat16, true> : &decode<c10::BFloat16, false>;
+    default: TORCH_CHECK(false, "smfa: unsupported dtype ", s);
+  }
+}
+
+// ---------------------------------------------------------------- sumsq_blocks
+
+template <typename T, bool HAS_BASE>
+void sumsq_impl(const T* x, const T* xb, int64_t n, double* out) {
+  const int64_t nblocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) num_threads(threads_for(n, nblocks))
+  for (int64_t b = 0; b < nblocks; ++b) {
+    alignas(64) double acc[kLanes];
+    for (int64_t l = 0; l < kLanes; ++l) acc[l] = 0.0;
+    const int64_t start = b * kBlock;
+    const int64_t len = std::min(kBlock, n - start);
+    alignas(64) float row[kLanes];
+    for (int64_t r0 = 0; r0 < len; r0 += kLanes) {
+      const int64_t rl = std::min(kLanes, len - r0);
+      // Missing elements of a partial last row decode to +0.0: acc + 0.0 == acc, bit for
+      // bit, for every acc this can hold (+0.0, positive, +inf, NaN), like the reference's pad.
+      decode<T, HAS_BASE>(x + start + r0, HAS_BASE ? xb + start + r0 : nullptr, rl, row);
+      for (int64_t z = (rl + 7) & ~int64_t(7); z < kLanes; ++z) row[z] = 0.0f;
+      // lane l accumulates sequentially over rows: acc[l] = acc[l] + double(v)^2 (exact square)
+      for (int64_t l = 0; l < kLanes; l += 8) simd::acc_squares8(acc + l, row + l);
+    }
+    for (int64_t width = kLanes / 2; width >= 1; width /= 2) {  // fixed halving tree
+      for (int64_t l = 0; l < width; ++l) acc[l] = acc[l] + acc[l + width];
+    }
+    out[b] = acc[0];
+  }
+}
+
+at::Tensor sumsq_blocks_cpu(const at::Tensor& x, const std::optional<at::Tensor>& x_base) {
+  const int64_t n = check_pair(x, x_base, "sumsq_blocks", "x", "x_base");
+  const int64_t nblocks = (n + kBlock - 1) / kBlock;
+  at::Tensor out = at::empty({nblocks}, x.options().dtype(at::kDouble));
+  if (n == 0) return out;
+  const bool hb = x_base.has_value();
+  double* o = out.data_ptr<double>();
+  const void* xp = x.data_ptr();
+  const void* bp = hb ? x_base->data_ptr() : nullptr;
+  switch (x.scalar_type()) {
+#define SMFA_SUMSQ_CASE(ST, T)                                                                  \
+  case ST:                                                                                      \
+    if (hb)                                                                                     \
+      sumsq_impl<T, true>(static_cast<const T*>(xp), static_cast<const T*>(bp), n, o);          \
+    else                                                                                        \
+      sumsq_impl<T, false>(static_cast<const T*>(xp), nullptr, n, o);                           \
+    break;
+    SMFA_SUMSQ_CASE(at::kFloat, float)
+    SMFA_SUMSQ_CASE(at::kHalf, c10::Half)
+    SMFA_SUMSQ_CASE(at::kBFloat16, c10::BFloat16)
+#undef SMFA_SUMSQ_CASE
+    default: TORCH_CHECK(false, "smfa::sumsq_blocks: unsupported dtype ", x.scalar_type());
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- sculpt_chunk
+
+struct SculptParams {
+  simd::F8 t;          // broadcast float(t)
+  simd::F8 not_need_c; // all-ones when the mode ignores C
+  simd::F8 not_need_r; // all-ones when the mode ignores R
+  simd::F8 enable;     // all-zeros for mode 0
+  uint16_t bf16_nan;
+};
+
+// One tile: fb/ab hold the decoded deltas (zero-padded to a multiple of 8).
+// Writes out[0..len), mask bytes bits[0..ceil(len/8)) when bits != nullptr, adds counts.
+template <typename TO, bool HAS_W>
+void sculpt_stage(const float* fb, const float* ab, const void* wv, void* outv, int64_t len,
+                  const SculptParams& p, uint8_t* bits, int64_t& cc, int64_t& cm) {
+  const TO* w = static_cast<const TO*>(wv);
+  TO* out = static_cast<TO*>(outv);
+  int64_t c_count = 0, m_count = 0;
+  for (int64_t i = 0; i < len; i += 8) {
+    const int64_t rem = len - i;
+    const simd::F8 f = simd::load8(fb + i);
+    const simd::F8 a = simd::load8(ab + i);
+    const simd::F8 c = simd::conflict(f, a);
+    // R: one fp32 multiply, then compare (no FMA; -ffp-contract=off)
+    const simd::F8 r = simd::cmp_lt(simd::mul(p.t, simd::abs(a)), simd::abs(f));
+    const simd::F8 m = simd::and_(simd::and_(simd::or_(c, p.not_need_c), simd::or_(r, p.not_need_r)),
+                                  p.enable);
+    simd::F8 s = simd::andnot(m, f);  // M ? +0.0f : f
+    if constexpr (HAS_W) {
+      const simd::F8 wf = rem >= 8 ? simd::load8(w + i) : simd::load_partial(w + i, rem);
+      s = simd::add(wf, s);  // one fp32 add; one rounding in the store
+    }
+    if (rem >= 8) {
+      simd::store8(out + i, s, p.bf16_nan);
+    } else {
+      simd::store_partial(out + i, s, rem, p.bf16_nan);
+    }
+    const unsigned mb = simd::movemask(m);
+    c_count += __builtin_popcount(simd::movemask(c));
+    m_count += __builtin_popcount(mb);
+    if (bits != nullptr) bits[i >> 3] = static_cast<uint8_t>(mb);
+  }
+  cc += c_count;
+  cm += m_count;
+}
+
+using StageFn = void (*)(const float*, const float*, const void*, void*, int64_t, const SculptParams&,
+                         uint8_t*, int64_t&, int64_t&);
+
+StageFn pick_stage(at::ScalarType s, bool has_w) {
+  switch (s) {
+    case at::kFloat: return has_w ? &sculpt_stage<float, true> : &sculpt_stage<float, false>;
+    case at::kHalf: return has_w ? &sculpt_stage<c10::Half, true> : &sculpt_stage<c10::Half, false>;
+    case at::kBFloat16:
+      return has_w ? &sculpt_stage<c10::BFloat16, true> : &sculpt_stage<c10::BFloat16, false>;
+    default: TORCH_CHECK(false, "smfa: unsupported dtype ", s);
+  }
+}
+
+at::Tensor sculpt_chunk_cpu(const at::Tensor& f, const std::optional<at::Tensor>& f_base,
+                            const at::Tensor& a, const std::optional<at::Tensor>& a_base, double t,
+                            int64_t mode, const std::optional<at::Tensor>& w, const at::Tensor& out,
+                            const std::optional<at::Tensor>& mask) {
+  const char* op = "sculpt_chunk";
+  const int64_t n = check_pair(f, f_base, op, "f", "f_base");
+  const int64_t na = check_pair(a, a_base, op, "a", "a_base");
+  TORCH_CHECK(na == n, "smfa::sculpt_chunk: a has ", na, " elements, f has ", n);
+  TORCH_CHECK(mode >= 0 && mode <= 3, "smfa::sculpt_chunk: mode must be 0..3 (none, conflict, "
+              "magnitude, both), got ", mode);
+  check_input(out, op, "out");
+  TORCH_CHECK(out.numel() == n, "smfa::sculpt_chunk: out has ", out.numel(), " elements, f has ", n);
+  if (w.has_value()) {
+    check_input(*w, op, "w");
+    TORCH_CHECK(w->scalar_type() == out.scalar_type(), "smfa::sculpt_chunk: w dtype ",
+                w->scalar_type(), " differs from out dtype ", out.scalar_type());
+    TORCH_CHECK(w->numel() == n, "smfa::sculpt_chunk: w has ", w->numel(), " elements, f has ", n);
+  }
+  uint8_t* bits = nullptr;
+  if (mask.has_value()) {
+    TORCH_CHECK(mask->device().is_cpu(), "smfa::sculpt_chunk: mask must be a CPU tensor");
+    TORCH_CHECK(mask->scalar_type() == at::kByte, "smfa::sculpt_chunk: mask must be uint8, got ",
+                mask->scalar_type());
+    TORCH_CHECK(mask->is_contiguous(), "smfa::sculpt_chunk: mask must be contiguous");
+    TORCH_CHECK(mask->numel() == (n + 7) / 8, "smfa::sculpt_chunk: mask has ", mask->numel(),
+                " bytes, need ceil(", n, " / 8) = ", (n + 7) / 8);
+    bits = mask->data_ptr<uint8_t>();
+  }
+
+  SculptParams p;
+  p.t = simd::set1(static_cast<float>(t));
+  p.not_need_c = simd::bool_mask((mode & 1) == 0);
+  p.not_need_r = simd::bool_mask((mode & 2) == 0);
+  p.enable = simd::bool_mask(mode != 0);
+  p.bf16_nan = bf16_nan_bits();
+
+  const DecodeFn dec_f = pick_decoder(f.scalar_type(), f_base.has_value());
+  const DecodeFn dec_a = pick_decoder(a.scalar_type(), a_base.has_value());
+  const StageFn stage = pick_stage(out.scalar_type(), w.has_value());
+  const auto* fp = static_cast<const char*>(f.data_ptr());
+  const auto* fbp = f_base.has_value() ? static_cast<const char*>(f_base->data_ptr()) : nullptr;
+  const auto* ap = static_cast<const char*>(a.data_ptr());
+  const auto* abp = a_base.has_value() ? static_cast<const char*>(a_base->data_ptr()) : nullptr;
+  const auto* wp = w.has_value() ? static_cast<const char*>(w->data_ptr()) : nullptr;
+  auto* op_ = static_cast<char*>(out.data_ptr());
+  const int64_t fs = f.element_size(), as = a.element_size(), os = out.element_size();
+
+  const int64_t ntiles = (n + kTile - 1) / kTile;
+  int64_t cc = 0, cm = 0;
+#pragma omp parallel for schedule(static) reduction(+ : cc, cm) num_threads(threads_for(n, ntiles))
+  for (int64_t tile = 0; tile < ntiles; ++tile) {
+    alignas(64) float fbuf[kTile];
+    alignas(64) float abuf[kTile];
+    const int64_t s = tile * kTile;
+    const int64_t len = std::min(kTile, n - s);
+    dec_f(fp + s * fs, fbp ? fbp + s * fs : nullptr, len, fbuf);
+    dec_a(ap + s * as, abp ? abp + s * as : nullptr, len, abuf);
+    stage(fbuf, abuf, wp ? wp + s * os : nullptr, op_ + s * os, len, p,
+          bits ? bits + s / 8 : nullptr, cc, cm);
+  }
+  at::Tensor counts = at::empty({2}, f.options().dtype(at::kLong));
+  counts.data_ptr<int64_t>()[0] = cc;
+  counts.data_ptr<int64_t>()[1] = cm;
+  return counts;
+}
+
+// ---------------------------------------------------------------- sweep_counts
+
+// counts[0] += #C, counts[1 + k] += #(C && t[k] * |a| < |f|)
+void sweep_stage(const float* fb, const float* ab, int64_t len, const float* ts, int64_t K,
+                 int64_t* counts) {
+  for (int64_t i = 0; i < len; i += 8) {
+    const simd::F8 f = simd::load8(fb + i);
+    const simd::F8 a = simd::load8(ab + i);
+    const simd::F8 c = simd::conflict(f, a);
+    const unsigned mc = simd::movemask(c);
+    if (mc == 0) continue;
+    counts[0] += __builtin_popcount(mc);
+    const simd::F8 af = simd::abs(f), aa = simd::abs(a);
+    for (int64_t k = 0; k < K; ++k) {
+      const simd::F8 r = simd::cmp_lt(simd::mul(simd::set1(ts[k]), aa), af);
+      counts[1 + k] += __builtin_popcount(simd::movemask(simd::and_(c, r)));
+    }
+  }
+}
+
+at::Tensor sweep_counts_cpu(const at::Tensor& f, const std::optional<at::Tensor>& f_base,
+                            const at::Tensor& a, const std::optional<at::Tensor>& a_base,
+                            const at::Tensor& ts) {
+  const char* op = "sweep_counts";
+  const int64_t n = check_pair(f, f_base, op, "f", "f_base");
+  const int64_t na = check_pair(a, a_base, op, "a", "a_base");
+  TORCH_CHECK(na == n, "smfa::sweep_counts: a has ", na, " elements, f has ", n);
+  TORCH_CHECK(ts.device().is_cpu(), "smfa::sweep_counts: ts must be a CPU tensor");
+  TORCH_CHECK(ts.is_floating_point(), "smfa::sweep_counts: ts must be a float tensor, got ",
+              ts.scalar_type());
+  TORCH_CHECK(ts.dim() <= 1, "smfa::sweep_counts: ts must be 1-D, got ", ts.dim(), " dims");
+  const at::Tensor ts32 = ts.to(at::kFloat).contiguous();  // same rounding as the reference
+  const int64_t K = ts32.numel();
+  const float* tv = ts32.data_ptr<float>();
+
+  const DecodeFn dec_f = pick_decoder(f.scalar_type(), f_base.has_value());
+  const DecodeFn dec_a = pick_decoder(a.scalar_type(), a_base.has_value());
+  const auto* fp = static_cast<const char*>(f.data_ptr());
+  const auto* fbp = f_base.has_value() ? static_cast<const char*>(f_base->data_ptr()) : nullptr;
+  const auto* ap = static_cast<const char*>(a.data_ptr());
+  const auto* abp = a_base.has_value() ? static_cast<const char*>(a_base->data_ptr()) : nullptr;
+  const int64_t fs = f.element_size(), as = a.element_size();
+
+  const int64_t ntiles = (n + kTile - 1) / kTile;
+  const int nt = threads_for(n, ntiles);
+  std::vector<int64_t> per_thread(static_cast<size_t>(nt) * (K + 1), 0);
+#pragma omp parallel num_threads(nt)
+  {
+    const int tid = omp_get_thread_num();
+    int64_t* mine = per_thread.data() + static_cast<size_t>(tid) * (K + 1);
+    alignas(64) float fbuf[kTile];
+    alignas(64) float abuf[kTile];
+#pragma omp for schedule(static)
+    for (int64_t tile = 0; tile < ntiles; ++tile) {
+      const int64_t s = tile * kTile;
+      const int64_t len = std::min(kTile, n - s);
+      dec_f(fp + s * fs, fbp ? fbp + s * fs : nullptr, len, fbuf);
+      dec_a(ap + s * as, abp ? abp + s * as : nullptr, len, abuf);
+      sweep_stage(fbuf, abuf, len, tv, K, mine);
+    }
+  }
+  at::Tensor counts = at::zeros({K + 1}, f.options().dtype(at::kLong));
+  int64_t* c = counts.data_ptr<int64_t>();
+  for (int th = 0; th < nt; ++th) {  // integer sums: the order does not matter
+    for (int64_t k = 0; k <= K; ++k) c[k] += per_thread[static_cast<size_t>(th) * (K + 1) + k];
+  }
+  return counts;
+}
+
+}  // namespace
+}  // namespace smfa
+
+TORCH_LIBRARY_IMPL(smfa, CPU, m) {
+  m.impl("sumsq_blocks", &smfa::sumsq_blocks_cpu);
+  m.impl("sculpt_chunk", &smfa::sculpt_chunk_cpu);
+  m.impl("sweep_counts", &smfa::sweep_counts_cpu);
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "smfa compiled kernels (CPU: C++/OpenMP); ops are registered as torch.ops.smfa.*";
+  m.def("built_backends", []() {
+    std::vector<std::string> b{"cpu"};
+#ifdef SMFA_WITH_CUDA
+    b.emplace_back("cuda");
+#endif
+    return b;
+  }, "Backends compiled into this extension.");
+  m.def("simd_isa", []() { return std::string(smfa::simd::kIsa); },
+        "Instruction set of the CPU kernels' vector path.");
+}

@@ -1,0 +1,59 @@
+"""The `triton` backend: Triton kernels (triton_kernels.py), on CUDA tensors.
+
+With TRITON_INTERPRET=1 in the environment (set before this backend's kernels are first
+used) the kernels run on CPU tensors through Triton's interpreter: that is how the tests
+check them on machines without a GPU. Neither importing this module nor available()
+imports triton's kernels or initialises CUDA; the kernels are compiled on first use.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+NAME = "triton"
+
+
+def _interpret() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "on", "yes")
+
+
+DEVICES: tuple[str, ...] = ("cuda", "cpu") if _interpret() else ("cuda",)
+
+_kernels = None
+
+
+def available() -> tuple[bool, str]:
+    if importlib.util.find_spec("triton") is None:
+        return False, "triton not installed (pip install 'smfa[triton]')"
+    if _interpret():
+        return True, "Triton interpreter (TRITON_INTERPRET=1), CPU tensors"
+    import torch
+
+    if not torch.cuda.is_available():  # does not initialise CUDA
+        return False, "no GPU and TRITON_INTERPRET unset"
+    return True, "Triton on CUDA"
+
+
+def _k():
+    global _kernels
+    if _kernels is None:
+        from . import triton_kernels as k
+
+        if _interpret():
+            k.Config.interpret = True
+            k.Config.sculpt_block = 65536
+        _kernels = k
+    return _kernels
+
+
+def sumsq_blocks(x, x_base=None):
+    return _k().sumsq_blocks(x, x_base)
+
+
+def sculpt_chunk(f, f_base, a, a_base, t, mode, w, out, mask=None):
+    return _k().sculpt_chunk(f, f_base, a, a_base, t, mode, w, out, mask)
+
+
+def sweep_counts(f, f_base, a, a_base, ts):
+    return _k().sweep_counts(f, f_base, a, a_base, ts)

@@ -1,0 +1,563 @@
+"""The streaming engine behind `smfa sculpt`, `smfa merge` and `smfa inspect`.
+
+Per tensor of the forget delta: a norms pass (block sums combined exactly), then one
+fused mask/sculpt/merge pass, both over block-aligned element chunks read into reused
+buffers. Outputs are streamed tensor by tensor into files whose headers were computed up
+front, inside a temporary sibling directory that is renamed into place only at the end.
+Peak memory is a few chunks, whatever the model size.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from ._ops import BLOCK, MODES
+from .atomic import AtomicOutput
+from .backends import get_backend
+from .errors import SmfaError
+from .report import Report
+from .safetensors_io import Checkpoint, SafetensorsWriter, write_index
+from .sources import DeltaSource, open_source
+from .tensor_api import FLOAT_DTYPES, check_k, check_mode, exact_sum, rho_of, threshold
+
+EMITS = ("delta", "merged", "mask")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack")
+DEFAULT_MAX_SHARD_BYTES = 5 * 2**30
+
+
+def chunk_elems(chunk_mb: float) -> int:
+    """Elements per chunk: chunk_mb of fp32, rounded down to whole norm blocks (>= 1)."""
+    if not (chunk_mb > 0):
+        raise SmfaError(f"--chunk-mb must be > 0, got {chunk_mb}")
+    n = int(chunk_mb * 2**20) // 4
+    return max(BLOCK, n // BLOCK * BLOCK)
+
+
+def _ranges(numel: int, step: int) -> Iterator[tuple[int, int]]:
+    for s in range(0, numel, step):
+        yield s, min(numel, s + step)
+
+
+class _Buffers:
+    """Reused output buffers, one per (role, dtype): allocated once per run."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+        self._bufs: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+
+    def get(self, role: str, dtype: torch.dtype, n: int) -> torch.Tensor:
+        key = (role, dtype)
+        if key not in self._bufs:
+            self._bufs[key] = torch.empty(self.step, dtype=dtype)
+        return self._bufs[key][:n]
+
+
+@dataclass
+class _Item:
+    """One tensor to sculpt: its name, shape, and what it reads from."""
+
+    name: str
+    shape: tuple[int, ...]
+    numel: int
+    has_anchor: bool
+    ss_f: float = 0.0
+    ss_a: float = 0.0
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=not enabled, leave=False)
+
+
+def _check_float(src_label: str, path: str, name: str, dtype: torch.dtype) -> None:
+    if dtype not in FLOAT_DTYPES:
+        raise SmfaError(f"{path}: tensor {name!r} of the {src_label} has dtype {dtype}, "
+                        "not a floating type smfa can sculpt (bf16, fp16, fp32)")
+
+
+def _plan(fsrc: DeltaSource, asrc: DeltaSource | None, base: Checkpoint | None,
+          missing_anchor: str) -> list[_Item]:
+    """Validate everything that can be validated before any output exists."""
+    anchor_names = set(asrc.names()) if asrc is not None else set()
+    base_names = set(base.names()) if base is not None else set()
+    items = []
+    for name in fsrc.names():
+        shape = tuple(fsrc.shape(name))
+        _check_float("forget delta", fsrc.path, name, fsrc.dtype(name))
+        has_anchor = False
+        if asrc is not None:
+            if name in anchor_names:
+                has_anchor = True
+                ashape = tuple(asrc.shape(name))
+                if ashape != shape:
+                    raise SmfaError(f"tensor {name!r}: shape {list(shape)} in the forget delta "
+                                    f"({fsrc.path}) but {list(ashape)} in the anchor ({asrc.path})")
+                _check_float("anchor delta", asrc.path, name, asrc.dtype(name))
+            elif missing_anchor != "keep":
+                raise SmfaError(f"tensor {name!r} of the forget delta ({fsrc.path}) is missing from the "
+                                f"anchor ({asrc.path}); pass --missing-anchor keep to keep it unmasked")
+        if base is not None:
+            if name not in base_names:
+                raise SmfaError(f"tensor {name!r} of the delta is not in the base checkpoint {base.path}")
+            info = base.info(name)
+            if tuple(info.shape) != shape:
+                raise SmfaError(f"tensor {name!r}: shape {list(shape)} in the delta ({fsrc.path}) but "
+                                f"{list(info.shape)} in the base ({base.path})")
+            _check_float("base", base.path, name, info.torch_dtype)
+        items.append(_Item(name, shape, math.prod(shape), has_anchor))
+    if not items:
+        raise SmfaError(f"the forget delta {fsrc.path} holds no tensors")
+    return items
+
+
+def _sumsq(src: DeltaSource, item: _Item, be, step: int, label: str, bar) -> float:
+    sums = []
+    for s, e in _ranges(item.numel, step):
+        x, xb = src.read(item.name, s, e)
+        sums.append(be.sumsq_blocks(x, xb))
+        bar.update((e - s) * x.element_size() * (1 if xb is None else 2))
+    total = exact_sum(torch.cat(sums)) if sums else 0.0
+    if not math.isfinite(total):
+        raise SmfaError(f"tensor {item.name!r} of the {label} delta ({src.path}) has NaN or Inf values")
+    return total
+
+
+def _copy_base_files(base: Checkpoint, tmp: str) -> None:
+    """config, generation config, tokenizer and processor files: everything but weights."""
+    if not os.path.isdir(base.path):
+        return
+    for entry in os.scandir(base.path):
+        if entry.is_file() and not entry.name.endswith(WEIGHT_SUFFIXES) \
+                and not entry.name.endswith(".index.json") and not entry.name.startswith("."):
+            shutil.copy2(entry.path, os.path.join(tmp, entry.name))
+
+
+def _shard_plan(entries: list[tuple[str, torch.dtype, tuple[int, ...]]], stem: str,
+                max_bytes: int) -> list[tuple[str, list[tuple[str, torch.dtype, tuple[int, ...]]]]]:
+    """Split (name, dtype, shape) entries into shards of at most max_bytes (HF naming)."""
+    shards: list[list] = [[]]
+    size = 0
+    for ent in entries:
+        nbytes = math.prod(ent[2]) * torch.empty((), dtype=ent[1]).element_size()
+        if shards[-1] and size + nbytes > max_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(ent)
+        size += nbytes
+    if len(shards) == 1:
+        return [(f"{stem}.safetensors", shards[0])]
+    n = len(shards)
+    return [(f"{stem}-{i + 1:05d}-of-{n:05d}.safetensors", s) for i, s in enumerate(shards)]
+
+
+class _ShardedWriter:
+    """Writes tensors in a fixed order across pre-planned shard files (+ index if > 1)."""
+
+    def __init__(self, dirpath: str, plan, metadata: dict[str, str] | None = None) -> None:
+        self.dirpath = dirpath
+        self.plan = plan
+        self.metadata = metadata
+        self.file_of = {name: fn for fn, ents in plan for name, _, _ in ents}
+        self._open: tuple[str, SafetensorsWriter] | None = None
+        self.bytes_written = 0
+
+    def _writer(self, name: str) -> SafetensorsWriter:
+        fn = self.file_of[name]
+        if self._open is None or self._open[0] != fn:
+            if self._open is not None:
+                self._open[1].close()
+            ents = next(e for f, e in self.plan if f == fn)
+            w = SafetensorsWriter(os.path.join(self.dirpath, fn), [(n, dt, s) for n, dt, s in ents],
+                                  metadata=self.metadata)
+            self._open = (fn, w)
+        return self._open[1]
+
+    def write(self, name: str, data: torch.Tensor) -> None:
+        self._writer(name).write(name, data)
+        self.bytes_written += data.numel() * data.element_size()
+
+    def close(self, index_name: str | None) -> None:
+        if self._open is not None:
+            self._open[1].close()
+            self._open = None
+        if index_name and len(self.plan) > 1:
+            total = sum(math.prod(s) * torch.empty((), dtype=dt).element_size()
+                        for _, ents in self.plan for _, dt, s in ents)
+            write_index(self.dirpath, dict(self.file_of), total, filename=index_name)
+
+
+def _open_inputs(forget: str, anchor: str | None, base: str | None, forget_kind: str,
+                 anchor_kind: str) -> tuple[DeltaSource, DeltaSource | None, Checkpoint | None]:
+    for label, p in (("--forget", forget), ("--anchor", anchor), ("--base", base)):
+        if p is not None and not os.path.exists(p):
+            raise SmfaError(f"{label} {p}: no such file or directory")
+    base_ckpt = Checkpoint(base) if base is not None else None
+    targets = base_ckpt.names() if base_ckpt is not None else None
+    fsrc = open_source(forget, kind=forget_kind, base=base_ckpt, target_names=targets, label="forget")
+    asrc = None
+    if anchor is not None:
+        asrc = open_source(anchor, kind=anchor_kind, base=base_ckpt,
+                           target_names=targets if targets is not None else fsrc.names(), label="anchor")
+    return fsrc, asrc, base_ckpt
+
+
+def sculpt(
+    forget: str,
+    anchor: str | None,
+    *,
+    k: float = 1.0,
+    out: str,
+    base: str | None = None,
+    emit: Sequence[str] | str | None = None,
+    mode: str = "both",
+    eps: float = 1e-8,
+    rho_scope: str = "tensor",
+    backend: str = "auto",
+    chunk_mb: float = 64,
+    missing_anchor: str = "error",
+    forget_kind: str = "auto",
+    anchor_kind: str = "auto",
+    delta_dtype: str | None = None,
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+    overwrite: bool = False,
+    report_path: str | None = None,
+    progress: bool = False,
+    command: str = "sculpt",
+) -> Report:
+    """Sculpt the forget delta against the anchor and write `emit` outputs into `out`.
+
+    emit: any of "delta" (sculpted dense delta), "merged" (HF checkpoint: base + sculpted,
+    needs `base`), "mask" (bit-packed masks). Default: merged with a base, else delta.
+    `anchor=None` merges the forget delta unmasked (the `smfa merge` command).
+    Returns the report, also written to OUT/smfa_report.json (and report_path if given).
+    """
+    t0 = time.perf_counter()
+    check_k(k)
+    imode = check_mode(mode) if anchor is not None else MODES["none"]
+    if rho_scope not in ("tensor", "global"):
+        raise SmfaError(f"--rho-scope must be tensor or global, got {rho_scope!r}")
+    if missing_anchor not in ("error", "keep"):
+        raise SmfaError(f"--missing-anchor must be error or keep, got {missing_anchor!r}")
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
+        raise SmfaError(f"--eps must be a finite number >= 0, got {eps!r}")
+    emits = (("merged",) if base else ("delta",)) if not emit else ((emit,) if isinstance(emit, str) else tuple(emit))
+    for e in emits:
+        if e not in EMITS:
+            raise SmfaError(f"--emit must be among {', '.join(EMITS)}, got {e!r}")
+    if "merged" in emits and base is None:
+        raise SmfaError("--emit merged needs --base (the model to merge into)")
+    out_dtype = None
+    if delta_dtype is not None:
+        out_dtype = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
+                     "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}.get(delta_dtype)
+        if out_dtype is None:
+            raise SmfaError(f"--delta-dtype must be fp32, bf16 or fp16, got {delta_dtype!r}")
+    if os.path.exists(out) and not overwrite:
+        raise SmfaError(f"--out {out} exists; pass --overwrite to replace it")
+
+    be = get_backend(backend, "cpu")
+    step = chunk_elems(chunk_mb)
+    fsrc, asrc, base_ckpt = _open_inputs(forget, anchor, base, forget_kind, anchor_kind)
+    try:
+        items = _plan(fsrc, asrc, base_ckpt, missing_anchor)
+        report = Report(
+            command=command,
+            options={"k": k, "mode": mode if anchor is not None else "none", "eps": eps,
+                     "rho_scope": rho_scope, "emit": list(emits), "chunk_mb": chunk_mb,
+                     "missing_anchor": missing_anchor},
+            sources={"forget": {"path": forget, "kind": fsrc.kind},
+                     "anchor": None if asrc is None else {"path": anchor, "kind": asrc.kind},
+                     "base": base},
+            backend=be.NAME,
+        )
+        with AtomicOutput(out, overwrite=overwrite) as tmp:
+            _run(fsrc, asrc, base_ckpt, items, tmp, emits, imode, k, eps, rho_scope, be, step,
+                 out_dtype, max_shard_bytes, progress, report)
+            report.seconds = time.perf_counter() - t0
+            report.outputs = {e: out for e in emits}
+            report.write_json(os.path.join(tmp, "smfa_report.json"))
+        if report_path:
+            report.write_json(report_path)
+        return report
+    finally:
+        fsrc.close()
+        if asrc is not None:
+            asrc.close()
+        if base_ckpt is not None:
+            base_ckpt.close()
+
+
+def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step, out_dtype,
+         max_shard_bytes, progress, report: Report) -> None:
+    by_name = {it.name: it for it in items}
+    need_norms = asrc is not None
+    total_bytes = sum(it.numel * 2 for it in items) * (2 if need_norms else 1)
+    bar = _progress(total_bytes, progress, report.command)
+    bufs = _Buffers(step)
+
+    if need_norms and rho_scope == "global":
+        for it in items:
+            it.ss_f = _sumsq(fsrc, it, be, step, "forget", bar)
+            if it.has_anchor:
+                it.ss_a = _sumsq(asrc, it, be, step, "anchor", bar)
+        g_rho = rho_of(sum(i.ss_f for i in items), sum(i.ss_a for i in items if i.has_anchor), eps)
+        report.extra["rho_global"] = g_rho
+
+    # Output writers with every header planned up front.
+    delta_w = mask_w = merged_order = None
+    if "delta" in emits:
+        ents = [(it.name, out_dtype or fsrc.dtype(it.name), it.shape) for it in items]
+        delta_w = _ShardedWriter(tmp, _shard_plan(ents, "delta", max_shard_bytes))
+    if "mask" in emits:
+        ents = [(it.name, torch.uint8, ((it.numel + 7) // 8,)) for it in items]
+        shapes = {it.name: list(it.shape) for it in items}
+        import json
+
+        mask_w = _ShardedWriter(tmp, [("mask.safetensors", ents)],
+                                metadata={"smfa.mask": "bitpacked-little", "smfa.shapes": json.dumps(shapes)})
+    if "merged" in emits:
+        _copy_base_files(base, tmp)
+        merged_order = [(fn, [n for n in base.names() if base.file_of(n) == fn]) for fn in base.files]
+        order = [n for _, names in merged_order for n in names if n in by_name]
+    else:
+        order = [it.name for it in items]
+
+    merged_writers = {}
+    if merged_order is not None:
+        for fn, names in merged_order:
+            ents = [(n, base.info(n).dtype, tuple(base.info(n).shape)) for n in names]
+            merged_writers[fn] = (ents, base.metadata(fn))
+
+    def sculpt_item(it: _Item, write_merged) -> None:
+        if need_norms and it.has_anchor:
+            if rho_scope == "tensor":
+                it.ss_f = _sumsq(fsrc, it, be, step, "forget", bar)
+                it.ss_a = _sumsq(asrc, it, be, step, "anchor", bar)
+                rho = rho_of(it.ss_f, it.ss_a, eps)
+            else:
+                rho = report.extra["rho_global"]
+            t = threshold(k, rho)
+            mode_i = imode
+        else:
+            rho, t, mode_i = None, 0.0, MODES["none"]
+        counts = [0, 0]
+        for s, e in _ranges(it.numel, step):
+            n = e - s
+            f, fb = fsrc.read(it.name, s, e)
+            if it.has_anchor:
+                a, ab = asrc.read(it.name, s, e)
+            else:
+                a, ab = f, fb  # unused by mode none; same shape keeps the kernel simple
+            mask = bufs.get("mask", torch.uint8, (n + 7) // 8) if mask_w is not None else None
+            first = True
+            if delta_w is not None:
+                dd = out_dtype or fsrc.dtype(it.name)
+                o = bufs.get("delta", dd, n)
+                c = be.sculpt_chunk(f, fb, a, ab, t, mode_i, None, o, mask)
+                delta_w.write(it.name, o)
+                first = False
+            if write_merged is not None:
+                w_dtype = base.info(it.name).torch_dtype
+                w = base.read_into(it.name, bufs.get("w", w_dtype, n), s, e)
+                o = bufs.get("merged", w_dtype, n)
+                c = be.sculpt_chunk(f, fb, a, ab, t, mode_i, w, o, mask if first else None)
+                write_merged(it.name, o)
+                first = False
+            if first:  # mask only
+                c = be.sculpt_chunk(f, fb, a, ab, t, mode_i, None, bufs.get("delta", torch.float32, n), mask)
+            if mask_w is not None:
+                mask_w.write(it.name, mask)
+            cl = c.tolist()
+            counts[0] += int(cl[0])
+            counts[1] += int(cl[1])
+            bar.update(n * 2)
+        numel = it.numel
+        report.tensors.append({
+            "name": it.name, "shape": list(it.shape), "numel": numel,
+            "norm_f": math.sqrt(it.ss_f) if need_norms else None,
+            "norm_a": math.sqrt(it.ss_a) if need_norms and it.has_anchor else None,
+            "rho": rho, "t": t if rho is not None else None,
+            "conflict": counts[0], "masked": counts[1],
+            "conflict_pct": 100.0 * counts[0] / numel if numel else 0.0,
+            "masked_pct": 100.0 * counts[1] / numel if numel else 0.0,
+            "anchor": "present" if it.has_anchor else ("missing (kept)" if asrc is not None else "none"),
+        })
+
+    if merged_order is None:
+        for name in order:
+            sculpt_item(by_name[name], None)
+    else:
+        u8 = bufs.get("copy", torch.uint8, step * 4)
+        for fn, names in merged_order:
+            ents, meta = merged_writers[fn]
+            with SafetensorsWriter(os.path.join(tmp, fn), ents, metadata=meta) as w:
+                def write_merged(name, data, _w=w):
+                    _w.write(name, data)
+                    report.bytes_written += data.numel() * data.element_size()
+
+                reader = base.reader(fn)
+                for name in names:
+                    if name in by_name:
+                        sculpt_item(by_name[name], write_merged)
+                    else:  # untouched: byte copy
+                        info = base.info(name)
+                        for bs, be_ in _ranges(info.nbytes, step * 4):
+                            chunk = reader.read_bytes_into(name, u8, bs, be_)
+                            w.write(name, chunk)
+                            report.bytes_written += be_ - bs
+        if len(base.files) > 1 or os.path.isdir(base.path) and any(
+                f.endswith(".index.json") for f in os.listdir(base.path)):
+            weight_map = {n: base.file_of(n) for n in base.names()}
+            total = sum(base.info(n).nbytes for n in base.names())
+            write_index(tmp, weight_map, total)
+    if delta_w is not None:
+        delta_w.close("delta.safetensors.index.json")
+        report.bytes_written += delta_w.bytes_written
+    if mask_w is not None:
+        mask_w.close(None)
+        report.bytes_written += mask_w.bytes_written
+    bar.close()
+
+
+def merge(base: str, delta: str, *, out: str, **kw) -> Report:
+    """base + delta (dense, LoRA or checkpoint), out of core, as a HF checkpoint."""
+    return sculpt(delta, None, base=base, out=out, emit="merged", command="merge", **kw)
+
+
+# -- inspect -------------------------------------------------------------------------------
+
+_LAYER_RE = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)\.")
+
+
+def layer_of(name: str) -> str:
+    m = _LAYER_RE.search(name)
+    if m is None:
+        return "other"
+    prefix = name[: m.start()]
+    tower = "vision" if any(v in prefix for v in ("visual", "vision")) else "lang"
+    return f"{tower}.{int(m.group(1)):03d}"
+
+
+def parse_sweep(spec: str) -> list[float]:
+    """'start:stop:step' (inclusive) or a comma list -> sorted k values."""
+    try:
+        if ":" in spec:
+            a, b, c = (float(x) for x in spec.split(":"))
+            if c <= 0 or b < a:
+                raise ValueError
+            n = int(math.floor((b - a) / c + 1e-9)) + 1
+            ks = [round(a + i * c, 12) for i in range(n)]
+        else:
+            ks = [float(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise SmfaError(f"--k-sweep {spec!r}: expected START:STOP:STEP or a comma list of k") from None
+    for k in ks:
+        check_k(k)
+    if not ks:
+        raise SmfaError(f"--k-sweep {spec!r} gives no k values")
+    return ks
+
+
+def inspect(
+    forget: str,
+    anchor: str,
+    *,
+    ks: Sequence[float] = tuple(x / 4 for x in range(41)),
+    base: str | None = None,
+    eps: float = 1e-8,
+    rho_scope: str = "tensor",
+    backend: str = "auto",
+    chunk_mb: float = 64,
+    missing_anchor: str = "error",
+    forget_kind: str = "auto",
+    anchor_kind: str = "auto",
+    progress: bool = False,
+) -> dict:
+    """Masked fraction (mode both) for every k at once, per tensor, per layer and overall."""
+    t0 = time.perf_counter()
+    if rho_scope not in ("tensor", "global"):
+        raise SmfaError(f"--rho-scope must be tensor or global, got {rho_scope!r}")
+    be = get_backend(backend, "cpu")
+    step = chunk_elems(chunk_mb)
+    fsrc, asrc, base_ckpt = _open_inputs(forget, anchor, base, forget_kind, anchor_kind)
+    try:
+        items = [it for it in _plan(fsrc, asrc, None, missing_anchor) if it.has_anchor]
+        bar = _progress(sum(it.numel for it in items) * 8, progress, "inspect")
+        for it in items:
+            it.ss_f = _sumsq(fsrc, it, be, step, "forget", bar)
+            it.ss_a = _sumsq(asrc, it, be, step, "anchor", bar)
+        g_rho = rho_of(sum(i.ss_f for i in items), sum(i.ss_a for i in items), eps)
+        rows = []
+        for it in items:
+            rho = rho_of(it.ss_f, it.ss_a, eps) if rho_scope == "tensor" else g_rho
+            ts = torch.tensor([threshold(k, rho) for k in ks], dtype=torch.float32)
+            counts = torch.zeros(len(ks) + 1, dtype=torch.int64)
+            for s, e in _ranges(it.numel, step):
+                f, fb = fsrc.read(it.name, s, e)
+                a, ab = asrc.read(it.name, s, e)
+                counts += be.sweep_counts(f, fb, a, ab, ts)
+                bar.update((e - s) * 4)
+            c = counts.tolist()
+            rows.append({"name": it.name, "layer": layer_of(it.name), "numel": it.numel, "rho": rho,
+                         "conflict": c[0], "masked": c[1:]})
+        bar.close()
+    finally:
+        fsrc.close()
+        asrc.close()
+        if base_ckpt is not None:
+            base_ckpt.close()
+
+    def agg(rs):
+        numel = sum(r["numel"] for r in rs)
+        masked = [sum(r["masked"][i] for r in rs) for i in range(len(ks))]
+        return {"numel": numel, "conflict": sum(r["conflict"] for r in rs),
+                "masked_frac": [m / numel if numel else 0.0 for m in masked]}
+
+    layers: dict[str, list] = {}
+    for r in rows:
+        layers.setdefault(r["layer"], []).append(r)
+    return {
+        "ks": list(ks),
+        "rho_scope": rho_scope,
+        "backend": be.NAME,
+        "overall": agg(rows),
+        "layers": {name: agg(rs) for name, rs in sorted(layers.items())},
+        "tensors": [{**r, "masked_frac": [m / r["numel"] for m in r["masked"]]} for r in rows],
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def plot_sweep(result: dict, path: str) -> None:
+    """Masked fraction vs k, overall and per layer (like the paper's Fig. 4)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ks = result["ks"]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    layers = result["layers"]
+    cmap = plt.get_cmap("viridis", max(2, len(layers)))
+    for i, (name, agg) in enumerate(layers.items()):
+        ax.plot(ks, [100 * x for x in agg["masked_frac"]], color=cmap(i), lw=0.8, alpha=0.7,
+                label=name if len(layers) <= 12 else None)
+    ax.plot(ks, [100 * x for x in result["overall"]["masked_frac"]], color="crimson", lw=2.2, label="overall")
+    ax.set_xlabel("k")
+    ax.set_ylabel("masked entries of ΔW_f (%)")
+    ax.set_title("SMFA: masked fraction vs k")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    tmp = f"{path}.tmp-{os.getpid()}.png"
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -1,0 +1,161 @@
+"""`smfa bench build`: profiles, images, fine-tuning / general / unlearning / evaluation sets.
+
+The output is a pure function of (profiles, seed, general images, image size): every random
+choice comes from a string-seeded `random.Random`, and PNGs are written without metadata.
+The tree is built in a temporary sibling and renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from . import templates as T
+from .images import draw_clinical, draw_portrait, png_bytes, sample_clinical, sample_portrait
+from .profiles import ProfileDraw, sample_profiles
+from .schema import SCHEMA_VERSION, Manifest, QAItem, Split, write_jsonl
+
+FORGET_RATIOS = {"forget05": 0.05, "forget10": 0.10, "forget15": 0.15}
+
+
+def _capital(s: str) -> str:
+    return s[:1].upper() + s[1:]
+
+
+def finetune_items(d: ProfileDraw) -> list[QAItem]:
+    p = d.profile
+    items = []
+    for attr, (q, a) in T.FINETUNE_TEXT.items():
+        v = getattr(p, attr)
+        items.append(QAItem(id=f"{p.id}-ft-text-{attr}", task="text_memory", question=q.format(n=p.name),
+                            answer=a.format(n=p.name, v=v), attribute=attr, profile_id=p.id, keys=[v]))
+    for attr, (q, a) in T.FINETUNE_IMAGE.items():
+        v = getattr(p, attr)
+        items.append(QAItem(id=f"{p.id}-ft-image-{attr}", task="image_memory", question=q, answer=a.format(v=v),
+                            attribute=attr, profile_id=p.id, image=p.portrait, image_type="portrait", keys=[v]))
+    return items
+
+
+def _memory_value(d: ProfileDraw, attr: str) -> str:
+    return {"talent": d.talent, "hobby": d.hobby, "food": d.food}.get(attr) or getattr(d.profile, attr)
+
+
+def eval_items(d: ProfileDraw, rng: random.Random) -> list[QAItem]:
+    """One paraphrase per attribute and task, drawn from the pool."""
+    p = d.profile
+    items = []
+    for attr, (a, qs) in T.EVAL_MEMORY.items():
+        v = _memory_value(d, attr)
+        s = rng.choice(T.IMAGE_SUBJECTS)
+        items.append(QAItem(id=f"{p.id}-im-{attr}", task="image_memory", question=_capital(rng.choice(qs).format(s=s)),
+                            answer=_capital(a.format(S=_capital(s), s=s, v=v)), attribute=attr, profile_id=p.id,
+                            image=p.portrait, image_type="portrait", keys=[v]))
+        if attr == "name":
+            continue  # asking for a name given the name is no memory test
+        items.append(QAItem(id=f"{p.id}-tm-{attr}", task="text_memory", question=_capital(rng.choice(qs).format(s=p.name)),
+                            answer=_capital(a.format(S=p.name, s=p.name, v=v)), attribute=attr, profile_id=p.id, keys=[v]))
+    items += understanding_items(p.id, p.portrait, p.clinical_image, p.portrait_attrs, p.clinical_attrs,
+                                 p.clinical_description, rng, train=False, prefix=f"{p.id}-iu")
+    return items
+
+
+def understanding_items(pid: str | None, portrait: str | None, clinical: str | None, pa: dict | None,
+                        ca: dict | None, description: str, rng: random.Random, *, train: bool,
+                        prefix: str) -> list[QAItem]:
+    items = []
+    groups = ((portrait, pa, T.PORTRAIT_UNDERSTANDING, "portrait"), (clinical, ca, T.CLINICAL_UNDERSTANDING, "clinical"))
+    for image, attrs, names, kind in groups:
+        if image is None:
+            continue
+        for attr in names:
+            train_q, eval_qs = T.UNDERSTANDING[attr]
+            q = train_q if train else rng.choice(eval_qs)
+            a, keys = T.understanding_answer(attr, pa or {}, ca or {}, description)
+            items.append(QAItem(id=f"{prefix}-{attr}", task="image_understanding", question=q, answer=a,
+                                attribute=attr, profile_id=pid, image=image, image_type=kind, keys=keys))
+    return items
+
+
+def make_splits(ids: list[str], seed: int) -> dict[str, Split]:
+    """Nested forget sets (5 ⊂ 10 ⊂ 15 %) and few-shot retain sets of equal size, disjoint from
+    every forget set."""
+    if len(ids) < 2:
+        raise ValueError("need at least 2 profiles to make forget/retain splits")
+    perm = list(ids)
+    random.Random(f"smfa-bench:{seed}:splits").shuffle(perm)
+    n_max = max(1, round(len(ids) * max(FORGET_RATIOS.values())))
+    splits = {}
+    for name, ratio in FORGET_RATIOS.items():
+        n = max(1, round(len(ids) * ratio))
+        retain = perm[n_max:n_max + n]
+        if len(retain) < n:
+            raise ValueError(f"{len(ids)} profiles are too few for split {name}")
+        splits[name] = Split(name=name, forget=sorted(perm[:n]), retain_fewshot=sorted(retain),
+                             forget_file=f"unlearn/{name}_forget.jsonl", retain_file=f"unlearn/{name}_retain.jsonl")
+    return splits
+
+
+def build(out: str | Path, profiles: int = 1000, seed: int = 0, general_images: int | None = None,
+          image_size: int = 128, overwrite: bool = False,
+          progress: Callable[[int], None] | None = None) -> Manifest:
+    """Build the benchmark under `out`; `progress(n)` is called as images are written."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty (use overwrite)")
+    n_general = 2 * profiles if general_images is None else general_images
+    tmp = out.with_name(f".{out.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    for sub in ("images/portraits", "images/clinical", "images/general", "unlearn"):
+        (tmp / sub).mkdir(parents=True)
+
+    draws = sample_profiles(profiles, seed)
+    finetune: list[QAItem] = []
+    evaluation: list[QAItem] = []
+    for d in draws:
+        p = d.profile
+        (tmp / p.portrait).write_bytes(png_bytes(draw_portrait(d.portrait, image_size)))
+        (tmp / p.clinical_image).write_bytes(png_bytes(draw_clinical(d.clinical, image_size)))
+        finetune += finetune_items(d)
+        evaluation += eval_items(d, random.Random(f"smfa-bench:{seed}:eval:{p.id}"))
+        if progress:
+            progress(2)
+
+    general: list[QAItem] = []
+    for g in range(n_general):
+        rng = random.Random(f"smfa-bench:{seed}:general:{g}")
+        rel = f"images/general/g{g:06d}.png"
+        if g % 2 == 0:
+            pa = sample_portrait(rng)
+            (tmp / rel).write_bytes(png_bytes(draw_portrait(pa, image_size)))
+            general += understanding_items(None, rel, None, pa.to_dict(), None, "", rng, train=True, prefix=f"g{g:06d}")
+        else:
+            ca = sample_clinical(rng)
+            (tmp / rel).write_bytes(png_bytes(draw_clinical(ca, image_size)))
+            general += understanding_items(None, None, rel, None, ca.to_dict(), ca.description(), rng, train=True,
+                                           prefix=f"g{g:06d}")
+        if progress:
+            progress(1)
+
+    splits = make_splits([d.profile.id for d in draws], seed)
+    by_profile: dict[str, list[dict]] = {}
+    for it in finetune:
+        by_profile.setdefault(it.profile_id or "", []).append(it.to_dict())
+    for s in splits.values():
+        write_jsonl(tmp / s.forget_file, [r for pid in s.forget for r in by_profile[pid]])
+        write_jsonl(tmp / s.retain_file, [r for pid in s.retain_fewshot for r in by_profile[pid]])
+    write_jsonl(tmp / "profiles.jsonl", [d.profile.to_dict() for d in draws])
+    write_jsonl(tmp / "finetune.jsonl", [i.to_dict() for i in finetune])
+    write_jsonl(tmp / "general.jsonl", [i.to_dict() for i in general])
+    write_jsonl(tmp / "eval.jsonl", [i.to_dict() for i in evaluation])
+    manifest = Manifest(schema_version=SCHEMA_VERSION, seed=seed, n_profiles=profiles, image_size=image_size,
+                        files={"profiles": "profiles.jsonl", "finetune": "finetune.jsonl",
+                               "general": "general.jsonl", "eval": "eval.jsonl"}, splits=splits)
+    (tmp / "manifest.json").write_text(json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return manifest

@@ -1,0 +1,115 @@
+"""What a method plugin provides, and the job it runs.
+
+A method is an object with `name`, `description`, `options` (defaults, overridable with
+`--set key=value`) and either
+- `compute_loss(model, inputs, trainer)`: a loss over one batch; the shared training loop
+  (`trainer.UnlearnTrainer`) does the rest. `make_dataset(job)` chooses the data (default:
+  D_f paired with D_r^few), or
+- `run(job)`: full control (MANU prunes without training; SMFA trains twice and sculpts).
+Subclass `Method` to get the defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .data import Example, PairedDataset
+from .errors import MethodError
+
+
+@dataclass
+class TrainConfig:
+    """The loop's knobs, shared by every training method (CLI flags)."""
+
+    mode: str = "lora"              # "lora" | "full"
+    target: str | None = None       # regex of linear layer names; None = language model linears
+    lora_r: int = 8
+    lora_alpha: int = 16
+    epochs: float = 1.0
+    max_steps: int = -1
+    lr: float = 1e-4
+    batch_size: int = 4
+    grad_accum: int = 1
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    bf16: bool = False
+    fp16: bool = False
+    save_steps: int = 0              # 0 = no intermediate checkpoints
+    logging_steps: int = 10
+    resume: bool = False             # resume from the newest checkpoint under out/checkpoints
+    report_to: str = "none"
+
+
+@dataclass
+class Job:
+    """One `smfa unlearn` call: the model, the data, where to write, and the settings."""
+
+    model_path: Path
+    out: Path
+    forget: list[Example]
+    retain: list[Example]
+    train: TrainConfig = field(default_factory=TrainConfig)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Result:
+    """Where a run wrote its outputs; `model` is a loadable HF checkpoint dir."""
+
+    model: Path | None = None
+    deltas: dict[str, Path] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "model": str(self.model) if self.model else None,
+            "deltas": {k: str(v) for k, v in self.deltas.items()},
+            "metrics": self.metrics,
+        }
+
+
+class Method:
+    """Base class for methods; subclasses set name/description/options and override
+    compute_loss (training methods) or run (anything else)."""
+
+    name: str = ""
+    description: str = ""
+    options: dict[str, Any] = {}
+    needs_reference: bool = False  # True: the trainer keeps the original model's logits available
+
+    def resolve_options(self, given: dict[str, Any]) -> dict[str, Any]:
+        """Defaults overridden by `given`; unknown keys are an error that lists the valid ones."""
+        unknown = set(given) - set(self.options)
+        if unknown:
+            valid = ", ".join(sorted(self.options)) or "(none)"
+            raise MethodError(f"method {self.name!r} has no option {', '.join(sorted(unknown))}; valid: {valid}")
+        out = dict(self.options)
+        for k, v in given.items():
+            default = self.options[k]
+            if isinstance(default, bool) and not isinstance(v, bool):
+                raise MethodError(f"option {k!r} of {self.name!r} must be true/false, got {v!r}")
+            if isinstance(default, (int, float)) and not isinstance(default, bool):
+                if not isinstance(v, (int, float)) or isinstance(v, bool):
+                    raise MethodError(f"option {k!r} of {self.name!r} must be a number, got {v!r}")
+                v = type(default)(v) if isinstance(default, float) else v
+            out[k] = v
+        return out
+
+    def make_dataset(self, job: Job):
+        """Training data; the default pairs each forget example with a retain example."""
+        return PairedDataset(job.forget, job.retain, seed=job.train.seed)
+
+    def compute_loss(self, model: torch.nn.Module, inputs: dict, trainer) -> torch.Tensor:
+        raise NotImplementedError(f"method {self.name!r} defines neither compute_loss nor run")
+
+    def run(self, job: Job) -> Result:
+        """Default: the shared training loop with this method's loss, then export."""
+        from .trainer import train_method
+
+        return train_method(self, job)

@@ -1,0 +1,17 @@
+"""GA Difference (App. C, Eq. 12): L = -L(D_f) + L(D_r^few), both terms in one step."""
+
+from __future__ import annotations
+
+from ..losses import ce
+from ..method import Method
+
+
+class GADiff(Method):
+    name = "ga_diff"
+    description = "Gradient difference (Eq. 12): ascend CE on D_f, descend CE on D_r^few"
+    options = {"retain_weight": 1.0}
+
+    def compute_loss(self, model, inputs, trainer):
+        lf, lr = ce(model, inputs["forget"]), ce(model, inputs["retain"])
+        trainer.record(forget_ce=lf, retain_ce=lr)
+        return -lf + trainer.method_options["retain_weight"] * lr

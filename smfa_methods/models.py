@@ -1,0 +1,145 @@
+"""Local checkpoints in, trainable models and exported deltas out.
+
+- `load_model(path)`: any local transformers causal-LM or image-text-to-text checkpoint
+  with its tokenizer/processor (never a hub download: `local_files_only`).
+- `prepare_for_training(model, mode=...)`: LoRA through peft, or full fine-tuning of the
+  linear layers whose names match a regex (everything else frozen).
+- `export_delta(model, out, ...)`: what `smfa sculpt` reads. LoRA → a PEFT adapter dir;
+  full → `delta.safetensors` of (trained - original) under the checkpoint's on-disk names
+  (what save_pretrained writes, e.g. `model.layers.0.mlp.down_proj.weight` for Qwen while
+  the live module says `model.language_model.layers...`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import MethodError
+
+# The language model's linear layers (attention + MLP), not the vision tower or projector.
+LANGUAGE_LINEAR = r".*(language_model|model\.layers).*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
+DELTA_FILE = "delta.safetensors"
+
+
+@dataclass
+class Loaded:
+    model: torch.nn.Module
+    processor: object  # a ProcessorMixin for VLMs, a tokenizer for causal LMs
+    path: Path
+
+
+def _processor_for(path: Path, model_type: str):
+    import transformers as tf
+
+    from . import tiny
+
+    if (path / "processor_config.json").exists() or (path / "preprocessor_config.json").exists():
+        try:
+            return tf.AutoProcessor.from_pretrained(str(path), local_files_only=True)
+        except Exception:
+            # Processors saved without a video processor (our tiny ones; torchvision-free
+            # setups) are only loadable through the subclass that drops it.
+            if model_type in ("llava_onevision", "qwen2_5_vl"):
+                return tiny.processor_class(model_type).from_pretrained(str(path))
+            raise
+    return tf.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+
+
+def load_model(path: str | Path, dtype: torch.dtype = torch.float32) -> Loaded:
+    """Load a local checkpoint dir: the model class follows config.json (causal LM when
+    its architecture says so, else image-text-to-text)."""
+    import transformers as tf
+
+    path = Path(path)
+    cfg_file = path / "config.json"
+    if not cfg_file.is_file():
+        raise MethodError(f"not a transformers checkpoint (no config.json): {path}")
+    cfg = json.loads(cfg_file.read_text())
+    archs = cfg.get("architectures") or []
+    auto = tf.AutoModelForCausalLM if any(a.endswith("ForCausalLM") for a in archs) else tf.AutoModelForImageTextToText
+    model = auto.from_pretrained(str(path), dtype=dtype, local_files_only=True)
+    return Loaded(model, _processor_for(path, cfg.get("model_type", "")), path)
+
+
+def linear_names(model: torch.nn.Module, target: str = LANGUAGE_LINEAR) -> list[str]:
+    """Names of nn.Linear modules whose full name matches `target` (re.fullmatch)."""
+    rx = re.compile(target)
+    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and rx.fullmatch(n)]
+    if not names:
+        raise MethodError(f"no linear layer matches target pattern {target!r}")
+    return names
+
+
+def prepare_for_training(
+    model: torch.nn.Module,
+    mode: str = "lora",
+    *,
+    target: str = LANGUAGE_LINEAR,
+    lora_r: int = 8,
+    lora_alpha: int = 16,
+    lora_dropout: float = 0.0,
+) -> torch.nn.Module:
+    """LoRA (returns a PeftModel) or full fine-tuning of the matched linear weights."""
+    names = linear_names(model, target)
+    if mode == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        cfg = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=target)
+        return get_peft_model(model, cfg)
+    if mode != "full":
+        raise MethodError(f"training mode must be 'lora' or 'full', got {mode!r}")
+    model.requires_grad_(False)
+    for n in names:
+        model.get_submodule(n).weight.requires_grad_(True)
+    return model
+
+
+def trainable_snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of the trainable parameters (the reference for a dense delta)."""
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def to_disk_names(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Live parameter names → the names save_pretrained writes for this checkpoint."""
+    from transformers.core_model_loading import revert_weight_conversion
+
+    return revert_weight_conversion(model, dict(tensors))
+
+
+def export_delta(
+    model: torch.nn.Module,
+    out: str | Path,
+    *,
+    original: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write the run's delta to `out` (a dir): the adapter for a PeftModel, else
+    `delta.safetensors` = trained - `original` (live names in, on-disk names out)."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if hasattr(model, "peft_config"):
+        model.save_pretrained(str(out))
+        return out
+    if original is None:
+        raise MethodError("a dense delta needs the original weights")
+    params = dict(model.named_parameters())
+    delta = {n: (params[n].detach() - w.to(params[n].device)).float().cpu().contiguous() for n, w in original.items()}
+    save_file(to_disk_names(model, delta), str(out / DELTA_FILE), metadata={"format": "pt", "smfa": "dense-delta"})
+    return out
+
+
+def save_final(model: torch.nn.Module, processor, out: str | Path) -> Path:
+    """Save a plain HF checkpoint (LoRA merged in) with its tokenizer/processor."""
+    out = Path(out)
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    model.save_pretrained(str(out))
+    if processor is not None:
+        processor.save_pretrained(str(out))
+    return out

@@ -1,0 +1,161 @@
+"""The one training loop: a `transformers.Trainer` whose loss comes from the method.
+
+Gradient accumulation, bf16/fp16, checkpoint/resume, logging and multi-process training
+(DDP, FSDP, DeepSpeed through accelerate) are the Trainer's; we only supply the loss, the
+data, the reference model when a method needs one, and the export at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import torch
+from transformers import Trainer, TrainingArguments
+
+from . import models
+from .collators import PairedCollator, SFTCollator
+from .data import PairedDataset
+from .method import Job, Method, Result, TrainConfig
+
+
+class UnlearnTrainer(Trainer):
+    """Trainer whose `compute_loss` is `method.compute_loss(model, inputs, trainer)`."""
+
+    def __init__(
+        self, *args, method: Method, method_options: dict | None = None,
+        ref_model: torch.nn.Module | None = None, **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self.method = method
+        self.method_options = dict(method.options) if method_options is None else method_options
+        self.ref_model = ref_model
+        # Method losses are batch means, never normalised by num_items_in_batch: let the
+        # Trainer divide by the accumulation steps.
+        self.loss_is_scaled_for_ga = False
+        self._parts: dict[str, list[torch.Tensor]] = {}
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss = self.method.compute_loss(model, inputs, self)
+        return (loss, None) if return_outputs else loss
+
+    def record(self, **parts: torch.Tensor) -> None:
+        """Methods report loss components here; they are averaged into the next log line
+        (kept as tensors until then: no device sync per step)."""
+        for k, v in parts.items():
+            self._parts.setdefault(k, []).append(v.detach().float())
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if self._parts and "loss" in logs:
+            for k, vs in self._parts.items():
+                logs[k] = round(torch.stack(vs).mean().item(), 6)
+            self._parts = {}
+        super().log(logs, start_time)
+
+    @torch.no_grad()
+    def reference_logits(self, model: torch.nn.Module, inputs: dict) -> torch.Tensor:
+        """Logits of the original model. Under LoRA: the same model with its adapter
+        disabled (no second copy in memory); under full fine-tuning: the frozen copy."""
+        inner = self.accelerator.unwrap_model(model)
+        if hasattr(inner, "disable_adapter"):
+            with inner.disable_adapter():
+                return inner(**inputs).logits
+        if self.ref_model is None:
+            raise RuntimeError(f"method {self.method.name!r} needs a reference model (needs_reference=True)")
+        return self.ref_model(**inputs).logits
+
+
+def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.lr,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_steps,
+        max_grad_norm=cfg.max_grad_norm,
+        lr_scheduler_type="constant_with_warmup" if cfg.warmup_steps else "constant",
+        seed=cfg.seed,
+        bf16=cfg.bf16,
+        fp16=cfg.fp16,
+        save_strategy="steps" if cfg.save_steps else "no",
+        save_steps=cfg.save_steps or 500,
+        logging_steps=cfg.logging_steps,
+        report_to=cfg.report_to,
+        remove_unused_columns=False,  # batches are nested {"forget": ..., "retain": ...}
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
+        disable_tqdm=True,
+    )
+
+
+def default_collator(dataset, processor):
+    return PairedCollator(processor) if isinstance(dataset, PairedDataset) else SFTCollator(processor)
+
+
+def latest_checkpoint(run_dir: Path) -> str | None:
+    cks = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return str(cks[-1]) if cks else None
+
+
+def fit(method: Method, job: Job, dataset, run_dir: Path) -> tuple[UnlearnTrainer, models.Loaded, dict | None]:
+    """Load the model, set up LoRA/full training, train on `dataset` with the method's loss.
+    Returns the trainer (its .model is trained), the loaded checkpoint, and for full
+    fine-tuning the original trainable weights (the reference for the dense delta)."""
+    from transformers import set_seed
+
+    cfg = job.train
+    set_seed(cfg.seed)  # LoRA init draws random numbers before the Trainer seeds
+    loaded = models.load_model(job.model_path, dtype=torch.float32)
+    base = loaded.model
+    ref = None
+    if method.needs_reference and cfg.mode == "full":
+        ref = copy.deepcopy(base).eval().requires_grad_(False)
+    model = models.prepare_for_training(
+        base, cfg.mode, target=cfg.target or models.LANGUAGE_LINEAR, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha
+    )
+    original = models.trainable_snapshot(model) if cfg.mode == "full" else None
+    args = training_arguments(cfg, run_dir)
+    if ref is not None:
+        ref.to(args.device)
+    trainer = UnlearnTrainer(
+        model=model, args=args, train_dataset=dataset,
+        data_collator=default_collator(dataset, loaded.processor), method=method,
+        method_options=method.resolve_options(job.options), ref_model=ref,
+    )
+    resume = latest_checkpoint(run_dir) if cfg.resume else None
+    trainer.train(resume_from_checkpoint=resume)
+    return trainer, loaded, original
+
+
+def train_method(method: Method, job: Job) -> Result:
+    """The default run: train with the method's loss; export the delta (out/delta) and the
+    final model (out/model, LoRA merged in)."""
+    trainer, loaded, original = fit(method, job, method.make_dataset(job), job.out / "checkpoints")
+    result = Result(metrics=_final_metrics(trainer))
+    if trainer.is_world_process_zero():
+        result.deltas["delta"] = models.export_delta(trainer.model, job.out / "delta", original=original)
+        result.model = models.save_final(trainer.model, loaded.processor, job.out / "model")
+    trainer.accelerator.wait_for_everyone()
+    return result
+
+
+def _final_metrics(trainer: Trainer) -> dict:
+    hist = [h for h in trainer.state.log_history if "loss" in h]
+    return {"global_step": trainer.state.global_step, "last_log": hist[-1] if hist else {}}
+
+
+def write_run_info(job: Job, method: Method, result: Result) -> Path:
+    info = {
+        "method": method.name,
+        "model": str(job.model_path),
+        "options": job.options,
+        "train": vars(job.train),
+        **result.as_dict(),
+    }
+    path = job.out / "run.json"
+    path.write_text(json.dumps(info, indent=2, default=str))
+    return path

@@ -1,5 +1,125 @@
-"""Placeholder until its issue lands."""
+"""`smfa bench build`, `smfa eval`, `smfa report`: thin wrappers over smfa_eval."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
 
 
-def register(cli) -> None:
-    """No commands yet."""
+@click.group("bench")
+def bench() -> None:
+    """The S-MLLMUn-style benchmark data."""
+
+
+@bench.command("build")
+@click.option("--profiles", "n_profiles", type=click.IntRange(min=2), default=1000, show_default=True,
+              help="Number of synthetic profiles.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, byte-identical output.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output directory.")
+@click.option("--general-images", type=click.IntRange(min=0), default=None,
+              help="Extra images for visual-understanding training [default: 2 x profiles].")
+@click.option("--image-size", type=click.IntRange(min=64, max=1024), default=128, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty --out.")
+def build_cmd(n_profiles: int, seed: int, out: Path, general_images: int | None, image_size: int,
+              overwrite: bool) -> None:
+    """Generate profiles, images, fine-tuning/unlearning/evaluation sets into OUT."""
+    from tqdm import tqdm
+
+    from smfa_eval.build import build
+
+    total = 2 * n_profiles + (2 * n_profiles if general_images is None else general_images)
+    try:
+        with tqdm(total=total, desc="images", unit="img", disable=None) as bar:
+            manifest = build(out, profiles=n_profiles, seed=seed, general_images=general_images,
+                             image_size=image_size, overwrite=overwrite, progress=bar.update)
+    except (FileExistsError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    sizes = ", ".join(f"{k} {len(v.forget)}+{len(v.retain_fewshot)}" for k, v in manifest.splits.items())
+    click.echo(f"wrote {out}: {n_profiles} profiles, schema {manifest.schema_version}; splits (forget+retain): {sizes}")
+
+
+def _parse_opts(pairs: tuple[str, ...], config: Path | None) -> dict:
+    opts: dict = {}
+    if config is not None:
+        try:
+            opts.update(json.loads(config.read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise click.ClickException(f"{config}: {exc}") from None
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.ClickException(f"--judge-opt {pair!r}: expected KEY=VALUE")
+        try:
+            opts[key] = json.loads(value)
+        except json.JSONDecodeError:
+            opts[key] = value
+    return opts
+
+
+@click.command("eval")
+@click.option("--model", type=click.Path(exists=True, file_okay=False), required=True, help="Local model directory.")
+@click.option("--data", type=click.Path(file_okay=False), required=True, help="Benchmark directory.")
+@click.option("--split", default="forget10", show_default=True, help="Split name from the manifest.")
+@click.option("--judge", "judge_name", default="heuristic", show_default=True, help="Judge plugin (see --list-judges).")
+@click.option("--judge-opt", multiple=True, metavar="KEY=VALUE", help="Judge option (JSON values allowed); repeatable.")
+@click.option("--judge-config", type=click.Path(dir_okay=False, path_type=Path), help="JSON file of judge options.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N items per (set, task).")
+@click.option("--method", default=None, help="Method label for reports [default: model dir name].")
+@click.option("--k", type=float, default=None, help="k label for the k-sweep figure.")
+@click.option("--mode", type=click.Choice(["both", "conflict", "magnitude", "none"]), default=None,
+              help="Masking mode label for the ablation table.")
+@click.option("--overwrite", is_flag=True, help="Discard a previous run in --out instead of resuming it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def eval_cmd(model: str, data: str, split: str, judge_name: str, judge_opt: tuple[str, ...], judge_config: Path | None,
+             out: Path, batch_size: int, max_new_tokens: int, limit: int | None, method: str | None, k: float | None,
+             mode: str | None, overwrite: bool, as_json: bool) -> None:
+    """Generate, score and tabulate MODEL on a split; resumes an interrupted run in OUT."""
+    import shutil
+
+    from smfa_eval.evaluate import RunMismatch, run_eval
+    from smfa_eval.generate import GenerationError
+    from smfa_eval.judges import JudgeError, get_judge
+    from smfa_eval.schema import BenchDataError
+
+    opts = _parse_opts(judge_opt, judge_config)
+    try:
+        judge = get_judge(judge_name, **opts)
+        if overwrite and out.exists():
+            shutil.rmtree(out)
+        summary = run_eval(data, split, out, judge=judge, judge_name=judge_name, judge_options=opts, model=model,
+                           batch_size=batch_size, max_new_tokens=max_new_tokens, limit=limit, method=method, k=k,
+                           mode=mode)
+    except (BenchDataError, JudgeError, RunMismatch, GenerationError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        click.echo((out / "table1.md").read_text())
+    if summary["judge_failed"]:
+        click.secho(f"warning: {summary['judge_failed']} judgements failed (judge_error in {out / 'items.jsonl'}); "
+                    "rerun the same command to retry them", fg="yellow", err=True)
+
+
+@click.command("report")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+def report_cmd(runs: tuple[str, ...], out: Path) -> None:
+    """Combine eval RUNS (directories with summary.json) into markdown tables and figures."""
+    from smfa_eval.report import write_report
+
+    try:
+        path = write_report(list(runs), out)
+    except (FileNotFoundError, KeyError, json.JSONDecodeError) as exc:
+        raise click.ClickException(f"cannot read run: {exc}") from None
+    click.echo(f"wrote {path}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(bench)
+    cli.add_command(eval_cmd)
+    cli.add_command(report_cmd)

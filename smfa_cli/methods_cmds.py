@@ -1,5 +1,123 @@
-"""Placeholder until its issue lands."""
+"""`smfa methods`, `smfa unlearn`, `smfa train`: parse, call smfa_methods, print."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
 
 
-def register(cli) -> None:
-    """No commands yet."""
+def _train_options(f):
+    """The shared training-loop flags (TrainConfig)."""
+    opts = [
+        click.option("--lora/--full", "lora", default=True, show_default=True,
+                     help="LoRA adapters (peft) or full fine-tuning of the target linear layers."),
+        click.option("--target", default=None,
+                     help="Regex (fullmatch) of linear layer names to train; default: the language model's linears."),
+        click.option("--lora-r", type=int, default=8, show_default=True),
+        click.option("--lora-alpha", type=int, default=16, show_default=True),
+        click.option("--epochs", type=float, default=1.0, show_default=True),
+        click.option("--max-steps", type=int, default=-1, show_default=True, help="Overrides --epochs when > 0."),
+        click.option("--lr", type=float, default=1e-4, show_default=True),
+        click.option("--batch-size", type=int, default=4, show_default=True),
+        click.option("--grad-accum", type=int, default=1, show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--bf16", is_flag=True, help="bf16 mixed precision."),
+        click.option("--fp16", is_flag=True, help="fp16 mixed precision."),
+        click.option("--save-steps", type=int, default=0, show_default=True, help="Checkpoint every N steps (0: none)."),
+        click.option("--logging-steps", type=int, default=10, show_default=True),
+        click.option("--resume", is_flag=True, help="Resume from the newest checkpoint under OUT/checkpoints."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _train_config(kw: dict):
+    from smfa_methods.method import TrainConfig
+
+    return TrainConfig(
+        mode="lora" if kw["lora"] else "full", target=kw["target"], lora_r=kw["lora_r"],
+        lora_alpha=kw["lora_alpha"], epochs=kw["epochs"], max_steps=kw["max_steps"], lr=kw["lr"],
+        batch_size=kw["batch_size"], grad_accum=kw["grad_accum"], seed=kw["seed"], bf16=kw["bf16"],
+        fp16=kw["fp16"], save_steps=kw["save_steps"], logging_steps=kw["logging_steps"], resume=kw["resume"],
+    )
+
+
+def parse_sets(items: tuple[str, ...]) -> dict:
+    """`--set key=value`: values parse as JSON when they can (numbers, true/false), else str."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected key=value, got {item!r}", param_hint="--set")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def _user_errors():
+    from smfa_methods.errors import MethodError
+
+    return (MethodError,)
+
+
+def register(cli: click.Group) -> None:
+    @cli.command("methods")
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    def methods_cmd(as_json: bool) -> None:
+        """List unlearning methods and the plugin that registered each."""
+        from smfa_methods.registry import get_methods
+
+        rows = [
+            {"name": n, "description": r.method.description, "plugin": r.plugin, "options": r.method.options}
+            for n, r in get_methods().items()
+        ]
+        if as_json:
+            click.echo(json.dumps(rows, indent=2, default=str))
+            return
+        width = max((len(r["name"]) for r in rows), default=4)
+        for r in rows:
+            click.echo(f"{r['name']:<{width}}  {r['description']}  [{r['plugin']}]")
+
+    @cli.command("unlearn")
+    @click.option("--method", required=True, help="Method name (see `smfa methods`).")
+    @click.option("--model", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+                  help="Local transformers checkpoint dir.")
+    @click.option("--forget", required=True, type=click.Path(path_type=Path), help="Forget set JSONL.")
+    @click.option("--retain", required=True, type=click.Path(path_type=Path), help="Few-shot retain set JSONL.")
+    @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+    @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Method option (repeatable).")
+    @_train_options
+    def unlearn_cmd(method: str, model: Path, forget: Path, retain: Path, out: Path, sets: tuple[str, ...], **kw) -> None:
+        """Unlearn FORGET from MODEL with METHOD; writes OUT/model (+ deltas, run.json)."""
+        from smfa_methods.api import unlearn
+
+        try:
+            result = unlearn(method, model=model, forget=forget, retain=retain, out=out,
+                             train=_train_config(kw), options=parse_sets(sets))
+        except _user_errors() as exc:
+            raise click.ClickException(str(exc)) from None
+        if result.model is not None:
+            click.echo(f"{method}: model -> {result.model}")
+            for k, v in result.deltas.items():
+                click.echo(f"  {k} delta -> {v}")
+
+    @cli.command("train")
+    @click.option("--model", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+    @click.option("--data", required=True, type=click.Path(path_type=Path), help="Training JSONL.")
+    @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+    @_train_options
+    def train_cmd(model: Path, data: Path, out: Path, **kw) -> None:
+        """Plain fine-tuning on question/answer JSONL; writes OUT/model."""
+        from smfa_methods.api import finetune
+
+        try:
+            result = finetune(model=model, data=data, out=out, train=_train_config(kw))
+        except _user_errors() as exc:
+            raise click.ClickException(str(exc)) from None
+        if result.model is not None:
+            click.echo(f"train: model -> {result.model}")

@@ -208,7 +208,9 @@ class AtomicOutput:
                 _rename_noreplace(tmp, dest)
             except FileExistsError:
                 if not self.overwrite:
-                    raise SmfaError(f"{self.dest} appeared while this run was writing it; not overwritten") from None
+                    raise SmfaError(
+                        f"{self.dest} appeared while this run was writing it; not overwritten"
+                    ) from None
                 self._replace(tmp, dest)
             except OSError as e:
                 raise SmfaError(f"{self.dest}: cannot publish output: {e.strerror or e}") from None
@@ -232,7 +234,12 @@ class AtomicOutput:
                 return
             trash = self._sibling("old")
             os.rename(dest, trash)
-            os.rename(tmp, dest)
+            try:
+                os.rename(tmp, dest)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.rename(trash, dest)  # put the old output back
+                raise
             _fsync_path(self.parent, True)
             _remove(trash)
         except OSError as e:

@@ -75,7 +75,9 @@ class _Item:
 def _progress(total: int, enabled: bool, desc: str):
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=not enabled, leave=False)
+    bar = tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=not enabled, leave=False)
+    bar.bytes_read = 0  # what the run read, for the report
+    return bar
 
 
 def _check_float(src_label: str, path: str, name: str, dtype: torch.dtype) -> None:
@@ -124,7 +126,9 @@ def _sumsq(src: DeltaSource, item: _Item, be, step: int, label: str, bar) -> flo
     for s, e in _ranges(item.numel, step):
         x, xb = src.read(item.name, s, e)
         sums.append(be.sumsq_blocks(x, xb))
-        bar.update((e - s) * x.element_size() * (1 if xb is None else 2))
+        nbytes = (e - s) * x.element_size() * (1 if xb is None else 2)
+        bar.update(nbytes)
+        bar.bytes_read += nbytes
     total = exact_sum(torch.cat(sums)) if sums else 0.0
     if not math.isfinite(total):
         raise SmfaError(f"tensor {item.name!r} of the {label} delta ({src.path}) has NaN or Inf values")
@@ -376,6 +380,9 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
                 c = be.sculpt_chunk(f, fb, a, ab, t, mode_i, None, bufs.get("delta", torch.float32, n), mask)
             if mask_w is not None:
                 mask_w.write(it.name, mask)
+            bar.bytes_read += sum(x.numel() * x.element_size() for x in (f, fb, a, ab) if x is not None)
+            if write_merged is not None:
+                bar.bytes_read += w.numel() * w.element_size()
             cl = c.tolist()
             counts[0] += int(cl[0])
             counts[1] += int(cl[1])
@@ -414,17 +421,19 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
                             chunk = reader.read_bytes_into(name, u8, bs, be_)
                             w.write(name, chunk)
                             report.bytes_written += be_ - bs
-        if len(base.files) > 1 or os.path.isdir(base.path) and any(
-                f.endswith(".index.json") for f in os.listdir(base.path)):
+                            bar.bytes_read += be_ - bs
+        if base.index_path is not None:  # same shard layout and index as the base
             weight_map = {n: base.file_of(n) for n in base.names()}
             total = sum(base.info(n).nbytes for n in base.names())
-            write_index(tmp, weight_map, total)
+            write_index(tmp, weight_map, total, metadata=dict(base.index_metadata),
+                        filename=os.path.basename(base.index_path))
     if delta_w is not None:
         delta_w.close("delta.safetensors.index.json")
         report.bytes_written += delta_w.bytes_written
     if mask_w is not None:
         mask_w.close(None)
         report.bytes_written += mask_w.bytes_written
+    report.bytes_read = bar.bytes_read
     bar.close()
 
 

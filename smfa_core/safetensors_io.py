@@ -35,6 +35,7 @@ __all__ = [
     "SafetensorsReader",
     "SafetensorsWriter",
     "TensorInfo",
+    "TensorNotFound",
     "dtype_name",
     "itemsize",
     "write_index",
@@ -71,10 +72,18 @@ _DTYPE_CANDIDATES: list[tuple[str, str]] = [
 
 #: safetensors dtype name -> torch dtype, for the dtypes this torch build has.
 DTYPES: dict[str, torch.dtype] = {
-    name: getattr(torch, attr) for name, attr in _DTYPE_CANDIDATES if isinstance(getattr(torch, attr, None), torch.dtype)
+    name: getattr(torch, attr)
+    for name, attr in _DTYPE_CANDIDATES
+    if isinstance(getattr(torch, attr, None), torch.dtype)
 }
 _NAMES: dict[torch.dtype, str] = {dt: name for name, dt in DTYPES.items()}
 _ITEMSIZE: dict[str, int] = {name: torch.empty((), dtype=dt).element_size() for name, dt in DTYPES.items()}
+
+
+class TensorNotFound(SmfaError, KeyError):
+    """No tensor of that name (an SmfaError naming the file/checkpoint, and a KeyError)."""
+
+    __str__ = Exception.__str__
 
 
 def dtype_name(dt: torch.dtype) -> str:
@@ -290,7 +299,9 @@ class SafetensorsReader:
                 or offs[0] < 0
                 or offs[1] < offs[0]
             ):
-                raise self._err(f"tensor {name!r}: data_offsets {offs!r} are not [begin, end] with 0 <= begin <= end")
+                raise self._err(
+                    f"tensor {name!r}: data_offsets {offs!r} are not [begin, end] with 0 <= begin <= end"
+                )
             b, e = offs
             if e > data_len:
                 raise self._err(
@@ -319,7 +330,9 @@ class SafetensorsReader:
         prev: str | None = None
         for b, e, _order, name, _dt, _shape in entries:
             if b != pos:
-                where = f"after tensor {prev!r} ends at {pos}" if prev is not None else "the data must start at 0"
+                where = (
+                    f"after tensor {prev!r} ends at {pos}" if prev is not None else "the data must start at 0"
+                )
                 kind = "overlaps the previous tensor" if b < pos else "leaves a gap"
                 raise self._err(f"tensor {name!r}: data_offsets start at {b}; {kind} ({where})")
             pos = e
@@ -330,10 +343,13 @@ class SafetensorsReader:
                     f"{data_len - pos} trailing bytes after the last tensor (data is {data_len} bytes, "
                     f"tensors cover {pos})"
                 )
-            raise self._err(f"tensors cover {pos} data bytes but the file has only {data_len}")  # pragma: no cover
+            raise self._err(
+                f"tensors cover {pos} data bytes but the file has only {data_len}"
+            )  # pragma: no cover
         base = self.data_start
         self.tensors = {
-            name: TensorInfo(name, dt, shape, base + b, base + e, self.path) for b, e, _o, name, dt, shape in entries
+            name: TensorInfo(name, dt, shape, base + b, base + e, self.path)
+            for b, e, _o, name, dt, shape in entries
         }
 
     # -- access ----------------------------------------------------------------------------
@@ -356,14 +372,16 @@ class SafetensorsReader:
         try:
             return self.tensors[name]
         except KeyError:
-            raise SmfaError(f"{self.path}: no tensor named {name!r}") from None
+            raise TensorNotFound(f"{self.path}: no tensor named {name!r}") from None
 
     def _fd_or_raise(self) -> int:
         if self._fd is None:
             raise SmfaError(f"{self.path}: reader is closed")
         return self._fd
 
-    def read_bytes_into(self, name: str, out_u8: torch.Tensor, byte_start: int, byte_stop: int) -> torch.Tensor:
+    def read_bytes_into(
+        self, name: str, out_u8: torch.Tensor, byte_start: int, byte_stop: int
+    ) -> torch.Tensor:
         """Read bytes ``[byte_start, byte_stop)`` of tensor ``name`` into the front of ``out_u8``.
 
         Returns a uint8 view of ``out_u8`` holding exactly those bytes.
@@ -387,7 +405,9 @@ class SafetensorsReader:
                 )
         return dst
 
-    def read_into(self, name: str, out: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+    def read_into(
+        self, name: str, out: torch.Tensor, start: int = 0, stop: int | None = None
+    ) -> torch.Tensor:
         """Read flattened elements ``[start, stop)`` of ``name`` into the front of ``out``.
 
         ``out`` is any contiguous CPU tensor with enough bytes (a reused uint8 buffer, or a tensor of
@@ -399,7 +419,9 @@ class SafetensorsReader:
         if stop is None:
             stop = numel
         if not (0 <= start <= stop <= numel):
-            raise SmfaError(f"{self.path}: tensor {name!r}: element range [{start}, {stop}) is outside [0, {numel})")
+            raise SmfaError(
+                f"{self.path}: tensor {name!r}: element range [{start}, {stop}) is outside [0, {numel})"
+            )
         isz = ti.itemsize
         dst = self.read_bytes_into(name, out, start * isz, stop * isz)
         try:
@@ -415,7 +437,9 @@ class SafetensorsReader:
         try:
             out = torch.empty(ti.shape, dtype=ti.torch_dtype)
         except (RuntimeError, ValueError, OverflowError) as e:
-            raise SmfaError(f"{self.path}: tensor {name!r}: cannot allocate shape {list(ti.shape)}: {e}") from None
+            raise SmfaError(
+                f"{self.path}: tensor {name!r}: cannot allocate shape {list(ti.shape)}: {e}"
+            ) from None
         self.read_into(name, out)
         return out
 
@@ -451,7 +475,9 @@ def _data_view(data: torch.Tensor | bytes | bytearray | memoryview, declared: st
         if not mv.contiguous:
             mv = memoryview(mv.tobytes())
         return mv.cast("B"), None
-    raise TypeError(f"data for tensor {name!r} must be a tensor, bytes or memoryview, got {type(data).__name__}")
+    raise TypeError(
+        f"data for tensor {name!r} must be a tensor, bytes or memoryview, got {type(data).__name__}"
+    )
 
 
 class SafetensorsWriter:
@@ -532,13 +558,21 @@ class SafetensorsWriter:
         if idx is None:
             raise SmfaError(f"{self.path}: tensor {name!r} was not declared in the header")
         # Skip over tensors that are already complete (including zero-size ones).
-        while self._cur < len(self._names) and self._cur != idx and self._written[self._cur] == self._sizes[self._cur]:
+        while (
+            self._cur < len(self._names)
+            and self._cur != idx
+            and self._written[self._cur] == self._sizes[self._cur]
+        ):
             self._cur += 1
         if idx != self._cur:
             if idx < self._cur:
                 raise SmfaError(
                     f"{self.path}: tensor {name!r} was already written; now expecting "
-                    + (f"tensor {self._names[self._cur]!r}" if self._cur < len(self._names) else "nothing more")
+                    + (
+                        f"tensor {self._names[self._cur]!r}"
+                        if self._cur < len(self._names)
+                        else "nothing more"
+                    )
                 )
             cur = self._names[self._cur]
             raise SmfaError(
@@ -700,7 +734,9 @@ class Checkpoint:
             raise SmfaError(f"{index_path}: index is not a JSON object")
         wm = idx.get("weight_map")
         if not isinstance(wm, dict):
-            raise SmfaError(f"{index_path}: missing or invalid 'weight_map' (must map tensor names to shard files)")
+            raise SmfaError(
+                f"{index_path}: missing or invalid 'weight_map' (must map tensor names to shard files)"
+            )
         meta = idx.get("metadata", {})
         if meta is None:
             meta = {}
@@ -711,12 +747,16 @@ class Checkpoint:
             if not isinstance(fn, str) or not fn:
                 raise SmfaError(f"{index_path}: tensor {name!r} maps to an invalid shard file {fn!r}")
             if os.path.isabs(fn) or ".." in fn.replace("\\", "/").split("/"):
-                raise SmfaError(f"{index_path}: tensor {name!r} maps to {fn!r}, outside the checkpoint directory")
+                raise SmfaError(
+                    f"{index_path}: tensor {name!r} maps to {fn!r}, outside the checkpoint directory"
+                )
         files = sorted(set(wm.values()), key=_shard_sort_key)
         for fn in files:
             if not os.path.isfile(os.path.join(dirpath, fn)):
                 who = next(n for n, f in wm.items() if f == fn)
-                raise SmfaError(f"{index_path}: shard {fn!r} (holding tensor {who!r}) does not exist in {dirpath}")
+                raise SmfaError(
+                    f"{index_path}: shard {fn!r} (holding tensor {who!r}) does not exist in {dirpath}"
+                )
         self._open_files(files, wm)
 
     def _open_files(self, files: list[str], weight_map: dict[str, str] | None) -> None:
@@ -728,7 +768,9 @@ class Checkpoint:
                 if weight_map is not None:
                     want = weight_map.get(name)
                     if want is None:
-                        raise SmfaError(f"{r.path}: tensor {name!r} is in this shard but not in {self.index_path}")
+                        raise SmfaError(
+                            f"{r.path}: tensor {name!r} is in this shard but not in {self.index_path}"
+                        )
                     if want != fn:
                         raise SmfaError(
                             f"{r.path}: tensor {name!r} is in this shard but {self.index_path} places it in {want!r}"
@@ -764,7 +806,7 @@ class Checkpoint:
         try:
             return self._file_of[name]
         except KeyError:
-            raise SmfaError(f"{self.path}: no tensor named {name!r} in this checkpoint") from None
+            raise TensorNotFound(f"{self.path}: no tensor named {name!r} in this checkpoint") from None
 
     def info(self, name: str) -> TensorInfo:
         return self._readers[self.file_of(name)].tensors[name]
@@ -777,7 +819,9 @@ class Checkpoint:
             r = self._readers[filename] = SafetensorsReader(os.path.join(self._dir, filename))
         return r
 
-    def read_into(self, name: str, out: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+    def read_into(
+        self, name: str, out: torch.Tensor, start: int = 0, stop: int | None = None
+    ) -> torch.Tensor:
         return self.reader(self.file_of(name)).read_into(name, out, start, stop)
 
     def read(self, name: str) -> torch.Tensor:

@@ -297,6 +297,9 @@ _RE_LINEAR = re.compile(r"^(?P<mod>.+)\.lora_(?P<ab>[AB])(?:\.(?P<adapter>[^.]+)
 _RE_EMBED = re.compile(r"^(?P<mod>.+)\.lora_embedding_(?P<ab>[AB])(?:\.(?P<adapter>[^.]+))?$")
 _RE_FULL_WRAPPED = re.compile(r"\.modules_to_save\.[^.]+\.")
 _PEFT_PREFIX = "base_model.model."
+#: LoRA products are computed in row tiles of about this many fp32 elements (16 MiB), on a fixed grid.
+LORA_TILE_ELEMS = 1 << 22
+_TILE_CACHE = 2
 
 
 def _strip_prefix(key: str) -> str:
@@ -351,6 +354,7 @@ class LoraSource(DeltaSource):
         self.label = label
         self._base = base
         self._scratch = _Scratch()
+        self._tiles: list[tuple[tuple[str, int], torch.Tensor, torch.Tensor]] = []  # (key, tile, store)
         self._reader: SafetensorsReader | None = None
         self.config = self._load_config()
         self._check_config()
@@ -468,9 +472,10 @@ class LoraSource(DeltaSource):
                 raise SmfaError(f"{wpath}: tensor {key!r} is a lora_bias; lora_bias is not supported")
             if re.search(r"(^|\.)lora_", rest) or "trainable_tokens" in rest:
                 raise SmfaError(f"{wpath}: tensor {key!r} is an unsupported LoRA variant tensor")
-            if ".base_layer." in rest:
-                base_layer_copies[rest.split(".base_layer.", 1)[0]] = key
+            if rest.endswith(".base_layer.weight"):  # frozen copy (embedding LoRA), unless not a target
+                base_layer_copies[rest[: -len(".base_layer.weight")]] = key
                 continue
+            rest = rest.replace(".base_layer.", ".")  # e.g. a trained bias of a LoRA target (bias="all")
             name = _RE_FULL_WRAPPED.sub(".", rest)
             if name in full:
                 raise SmfaError(f"{wpath}: tensors {full[name]!r} and {key!r} both hold {name!r}")
@@ -485,7 +490,9 @@ class LoraSource(DeltaSource):
         for mod_name, key in list(base_layer_copies.items()):
             if mod_name not in modules:
                 name = _RE_FULL_WRAPPED.sub(".", _strip_prefix(key).replace(".base_layer.", ".", 1))
-                full.setdefault(name, key)
+                if name in full:
+                    raise SmfaError(f"{wpath}: tensors {full[name]!r} and {key!r} both hold {name!r}")
+                full[name] = key
                 del base_layer_copies[mod_name]
 
         lora_names = {mod.module + ".weight": mod for mod in modules.values()}
@@ -628,19 +635,53 @@ class LoraSource(DeltaSource):
         self._check_range(name, start, stop)
         if start == stop:
             return self._scratch.typed("delta", 0, torch.float32), None
-        rows = mod.shape[0]
         cols = math.prod(mod.shape[1:])
-        r0, r1 = start // cols, min(rows, -(-stop // cols))
-        out = self._scratch.typed("delta", (r1 - r0) * cols, torch.float32).view(r1 - r0, cols)
+        tile_rows = max(1, LORA_TILE_ELEMS // cols)
+        span = tile_rows * cols
+        t_first, t_end = start // span, -(-stop // span)
+        if t_end - t_first == 1:  # inside one tile: a view of it
+            t0 = t_first * span
+            return self._tile(name, mod, t_first, tile_rows, cols)[start - t0 : stop - t0], None
+        out = self._scratch.typed("delta", stop - start, torch.float32)
+        for t in range(t_first, t_end):
+            tile = self._tile(name, mod, t, tile_rows, cols)
+            t0 = t * span
+            lo, hi = max(start, t0), min(stop, t0 + tile.numel())
+            out[lo - start : hi - start].copy_(tile[lo - t0 : hi - t0])
+        return out, None
+
+    def _tile(self, name: str, mod: _LoraModule, t: int, tile_rows: int, cols: int) -> torch.Tensor:
+        """Rows [t·tile_rows, (t+1)·tile_rows) of s·B@A (or its transpose), flattened, in fp32.
+
+        Tiles sit on a fixed grid and are always computed by the same matmul into a buffer of their
+        own, so a value's bits do not depend on which range was asked for; the last few tiles are
+        kept, since consecutive chunks share a border tile.
+        """
+        key = (name, t)
+        for i, (k, flat, _store) in enumerate(self._tiles):
+            if k == key:
+                self._tiles.append(self._tiles.pop(i))
+                return flat
+        rows = mod.shape[0]
+        a, b = t * tile_rows, min(rows, (t + 1) * tile_rows)
+        store = None
+        if len(self._tiles) >= _TILE_CACHE:
+            _k, _flat, old = self._tiles.pop(0)
+            if old.numel() >= (b - a) * cols:
+                store = old
+        if store is None:
+            store = torch.empty(max(tile_rows * cols, 1), dtype=torch.float32)
+        tile = store[: (b - a) * cols].view(b - a, cols)
         assert mod.a is not None and mod.b is not None
+        # One GEMM with the scaling as its alpha (beta=0: the buffer's old contents are ignored).
         if mod.transposed:
-            # rows r0..r1 of (B@A).T = A[:, r0:r1].T @ B.T
-            torch.matmul(mod.a[:, r0:r1].t(), mod.b.t(), out=out)
+            # rows a..b of (B@A).T = A[:, a:b].T @ B.T
+            tile.addmm_(mod.a[:, a:b].t(), mod.b.t(), beta=0, alpha=mod.scaling)
         else:
-            torch.matmul(mod.b[r0:r1], mod.a, out=out)
-        out.mul_(mod.scaling)
-        off = r0 * cols
-        return out.view(-1)[start - off : stop - off], None
+            tile.addmm_(mod.b[a:b], mod.a, beta=0, alpha=mod.scaling)
+        flat = tile.view(-1)
+        self._tiles.append((key, flat, store))
+        return flat
 
     def _read_full(self, name, start, stop):
         full = self._full.get(name)
@@ -662,6 +703,7 @@ class LoraSource(DeltaSource):
         if self._reader is not None:
             self._reader.close()
         self._scratch.clear()
+        self._tiles.clear()
 
 
 # --------------------------------------------------------------------------------------------

@@ -66,8 +66,8 @@ def understanding_items(pid: str | None, portrait: str | None, clinical: str | N
                         ca: dict | None, description: str, rng: random.Random, *, train: bool,
                         prefix: str) -> list[QAItem]:
     items = []
-    groups = ((portrait, pa, T.PORTRAIT_UNDERSTANDING, "portrait"), (clinical, ca, T.CLINICAL_UNDERSTANDING, "clinical"))
-    for image, attrs, names, kind in groups:
+    groups = ((portrait, T.PORTRAIT_UNDERSTANDING, "portrait"), (clinical, T.CLINICAL_UNDERSTANDING, "clinical"))
+    for image, names, kind in groups:
         if image is None:
             continue
         for attr in names:

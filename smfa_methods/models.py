@@ -38,15 +38,18 @@ def _processor_for(path: Path, model_type: str):
 
     from . import tiny
 
-    if (path / "processor_config.json").exists() or (path / "preprocessor_config.json").exists():
-        try:
-            return tf.AutoProcessor.from_pretrained(str(path), local_files_only=True)
-        except Exception:
-            # Processors saved without a video processor (our tiny ones; torchvision-free
-            # setups) are only loadable through the subclass that drops it.
-            if model_type in ("llava_onevision", "qwen2_5_vl"):
-                return tiny.processor_class(model_type).from_pretrained(str(path))
-            raise
+    pc = path / "processor_config.json"
+    if pc.exists() or (path / "preprocessor_config.json").exists():
+        cls_name = json.loads(pc.read_text()).get("processor_class", "") if pc.exists() else ""
+        # Processors saved without a video processor (our tiny ones; torchvision-free setups)
+        # load only through the subclass that drops it; AutoProcessor would fall back to
+        # the bare tokenizer.
+        if cls_name.startswith("NoVideo") and model_type in tiny.PROCESSOR_BASES:
+            return tiny.processor_class(model_type).from_pretrained(str(path), local_files_only=True)
+        proc = tf.AutoProcessor.from_pretrained(str(path), local_files_only=True)
+        if hasattr(proc, "image_processor") or model_type not in tiny.PROCESSOR_BASES:
+            return proc
+        return tiny.processor_class(model_type).from_pretrained(str(path), local_files_only=True)
     return tf.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
 
 

@@ -6,6 +6,7 @@ Llama configs. `make_tiny(kind, out)` saves model + tokenizer/processor with
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import torch
@@ -76,6 +77,7 @@ def build_tokenizer(vocab_size: int = 512):
 
 
 _PROCESSOR_CLASSES: dict[str, type] = {}
+PROCESSOR_BASES = {"llava_onevision": "LlavaOnevisionProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor"}
 
 
 def processor_class(kind: str) -> type:
@@ -85,10 +87,17 @@ def processor_class(kind: str) -> type:
     if kind not in _PROCESSOR_CLASSES:
         import transformers as tf
 
-        base = {"llava_onevision": tf.LlavaOnevisionProcessor, "qwen2_5_vl": tf.Qwen2_5_VLProcessor}[kind]
+        base = getattr(tf, PROCESSOR_BASES[kind])
 
         def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
             base.__init__(self, image_processor, tokenizer, chat_template=chat_template, **kwargs)
+
+        # ProcessorMixin saves/loads the arguments named in the __init__ signature: keep the
+        # base's (num_image_tokens, ...) minus video_processor.
+        sig = inspect.signature(base.__init__)
+        __init__.__signature__ = sig.replace(
+            parameters=[p for n, p in sig.parameters.items() if n != "video_processor"]
+        )
 
         _PROCESSOR_CLASSES[kind] = type(f"NoVideo{base.__name__}", (base,), {"__init__": __init__})
     return _PROCESSOR_CLASSES[kind]

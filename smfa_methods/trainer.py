@@ -87,6 +87,7 @@ def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:
         report_to=cfg.report_to,
         remove_unused_columns=False,  # batches are nested {"forget": ..., "retain": ...}
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
         ddp_find_unused_parameters=False,
         disable_tqdm=True,
     )

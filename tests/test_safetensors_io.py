@@ -204,7 +204,10 @@ def test_writer_roundtrip_official(tmp_path):
         for i, shape in enumerate(SHAPES):
             tensors[f"{name}.{i}"] = _random(dt, shape, gen)
     path = str(tmp_path / "ours.safetensors")
-    decl = [(k, v.dtype if i % 2 else dtype_name(v.dtype), tuple(v.shape)) for i, (k, v) in enumerate(tensors.items())]
+    decl = [
+        (k, v.dtype if i % 2 else dtype_name(v.dtype), tuple(v.shape))
+        for i, (k, v) in enumerate(tensors.items())
+    ]
     with SafetensorsWriter(path, decl, metadata={"k": "v"}) as w:
         for k, v in tensors.items():
             w.write(k, v)
@@ -249,7 +252,9 @@ def test_writer_chunked_mixed_inputs(tmp_path):
     c = torch.randn(311, generator=gen)
     path = str(tmp_path / "chunked.safetensors")
     rng = random.Random(6)
-    with SafetensorsWriter(path, [("a", "F16", (123, 7)), ("b", torch.float32, (0, 5)), ("c", "F32", (311,))]) as w:
+    with SafetensorsWriter(
+        path, [("a", "F16", (123, 7)), ("b", torch.float32, (0, 5)), ("c", "F32", (311,))]
+    ) as w:
         fa = a.reshape(-1)
         i = 0
         while i < fa.numel():
@@ -386,9 +391,7 @@ def _malformed_cases(tmp_path):
         "offsets_three": lambda p: _raw_file(p, mod(a__data_offsets=[0, 8, 16]), data),
         "offsets_float": lambda p: _raw_file(p, mod(a__data_offsets=[0.0, 16]), data),
         "offsets_past_eof": lambda p: _raw_file(p, mod(b__data_offsets=[16, 10**20]), data),
-        "missing_field": lambda p: _raw_file(
-            p, {"a": {"dtype": "F32", "shape": [4]}}, data[:16]
-        ),
+        "missing_field": lambda p: _raw_file(p, {"a": {"dtype": "F32", "shape": [4]}}, data[:16]),
         "entry_not_object": lambda p: _raw_file(p, {"a": [1, 2]}, b""),
         "trailing_bytes": lambda p: _raw_file(p, header, data + b"\0"),
         "metadata_not_dict": lambda p: _raw_file(p, {**header, "__metadata__": ["a"]}, data),
@@ -546,7 +549,9 @@ def _write_sharded(dirpath, tensors: dict[str, torch.Tensor], per_shard: int) ->
     total = 0
     for i, g in enumerate(groups):
         fn = f"model-{i + 1:05d}-of-{len(groups):05d}.safetensors"
-        with SafetensorsWriter(os.path.join(dirpath, fn), [(n, tensors[n].dtype, tuple(tensors[n].shape)) for n in g]) as w:
+        with SafetensorsWriter(
+            os.path.join(dirpath, fn), [(n, tensors[n].dtype, tuple(tensors[n].shape)) for n in g]
+        ) as w:
             for n in g:
                 w.write(n, tensors[n])
                 weight_map[n] = fn
@@ -582,6 +587,13 @@ def test_checkpoint_sharded(tmp_path):
             ck.info("missing")
         with pytest.raises(SmfaError, match="'missing'"):
             ck.read("missing")
+        with pytest.raises(KeyError):
+            ck.file_of("missing")
+        try:
+            ck.info("missing")
+        except SmfaError as e:
+            assert str(e).startswith(str(d)) and isinstance(e, KeyError)
+        assert "missing" not in ck and ck.names()[0] in ck and len(ck) == len(tensors)
         with pytest.raises(SmfaError, match="nofile"):
             ck.reader("nofile.safetensors")
     # the index file itself may be given

@@ -79,12 +79,33 @@ def _sumsq_kernel(x_ptr, xb_ptr, out_ptr, n,
     start = pid.to(tl.int64) * (NLANES * ROWS)
     lanes = tl.arange(0, NLANES)
     acc = tl.zeros([NLANES], dtype=tl.float64)
-    for r0 in range(0, ROWS, UNROLL):
-        for u in tl.static_range(UNROLL):
-            offs = start + (r0 + u) * NLANES + lanes
-            inb = offs < n
-            d = _delta(x_ptr, xb_ptr, offs, inb, KX, KB, HAS_BASE).to(tl.float64)
+    if start + NLANES * ROWS <= n:
+        # a full block: unmasked loads, written out inline (the interpreter charges per op)
+        px = x_ptr + start + lanes
+        pb = xb_ptr + start + lanes
+        for _r0 in range(0, ROWS, UNROLL):
+            for _u in tl.static_range(UNROLL):
+                if KX == 2:
+                    x = (tl.load(px).to(tl.int32) << 16).to(tl.float32, bitcast=True)
+                else:
+                    x = tl.load(px).to(tl.float32)
+                if HAS_BASE:
+                    if KB == 2:
+                        x = x - (tl.load(pb).to(tl.int32) << 16).to(tl.float32, bitcast=True)
+                    else:
+                        x = x - tl.load(pb).to(tl.float32)
+                    pb += NLANES
+                d = x.to(tl.float64)
+                acc += d * d  # exact: an fp32 squared has at most 48 significant bits
+                px += NLANES
+    else:
+        # the last, partial block: rows past the end would add +0.0 and are skipped
+        nrows = (n - start + NLANES - 1) // NLANES
+        offs = start + lanes
+        for _r in range(0, nrows):
+            d = _delta(x_ptr, xb_ptr, offs, offs < n, KX, KB, HAS_BASE).to(tl.float64)
             acc += d * d
+            offs += NLANES
     # the fixed halving tree for LANES == 256
     acc = _pair_sum(acc, 128)
     acc = _pair_sum(acc, 64)
@@ -235,7 +256,8 @@ def sculpt_chunk(f, f_base, a, a_base, t, mode, w, out, mask=None):
     nprog = (n + blk - 1) // blk
     counts = torch.zeros((max(nprog, 1), 2), dtype=torch.int64, device=f.device)
     if nprog:
-        ov = _bits_view(out.view(-1))
+        ov = out.view(-1)
+        ov = ov.view(torch.int16) if ov.element_size() == 2 else ov  # 16-bit outs are stored as bits
         kw = {} if Config.interpret else {"num_warps": Config.sculpt_warps}
         with _device_guard(f):
             _sculpt_kernel[(nprog,)](

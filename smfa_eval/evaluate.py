@@ -1,0 +1,148 @@
+"""`smfa eval`: generate answers for a split's evaluation items, score them (ROUGE-L and a
+judge), and write per-item results, a summary and the paper's Table 1 row.
+
+Files under `out`: run.json (the configuration; a resume must match it), generations.jsonl
+and judgements.jsonl (append-only, resumable), items.jsonl, summary.json, table1.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import fmean
+
+from .generate import Generator, Prompt, read_done, run_generation
+from .judges import Judge, JudgeRequest
+from .metrics import rouge_l
+from .schema import TASKS, Bench, BenchDataError, QAItem, write_jsonl
+
+SETS = ("forget", "retain")
+METRIC_KEYS = ("rougeL_f", "rougeL_r", "fact", "meaningful")
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    set: str
+    item: QAItem
+
+
+class RunMismatch(ValueError):
+    """An output directory that holds a different run."""
+
+
+def select_items(bench: Bench, split: str, tasks: Sequence[str] = TASKS, limit: int | None = None) -> list[EvalItem]:
+    """The split's forget profiles are the forget set; every other profile is the retain set.
+    `limit` keeps the first N items of each (set, task) in file order."""
+    forget = set(bench.split(split).forget)
+    counts: dict[tuple[str, str], int] = {}
+    out = []
+    for it in bench.qa("eval"):
+        if it.task not in tasks:
+            continue
+        s = "forget" if it.profile_id in forget else "retain"
+        n = counts.get((s, it.task), 0)
+        if limit is not None and n >= limit:
+            continue
+        counts[(s, it.task)] = n + 1
+        out.append(EvalItem(s, it))
+    if not any(e.set == "forget" for e in out):
+        raise BenchDataError(f"{bench.path('eval')}: no evaluation items for the forget profiles of {split}")
+    return out
+
+
+def _check_run(out: Path, config: dict) -> None:
+    path = out / "run.json"
+    if path.is_file():
+        old = json.loads(path.read_text())
+        keys = ("model", "data", "split", "judge", "judge_options", "max_new_tokens", "limit", "tasks")
+        diff = [k for k in keys if old.get(k) != config.get(k)]
+        if diff:
+            raise RunMismatch(f"{out} holds a run with different {', '.join(diff)}; use another --out or --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def _judge_all(items: list[EvalItem], preds: dict[str, str], judge: Judge, path: Path, batch_size: int,
+               progress: bool) -> dict[str, dict]:
+    """Judge every item without a successful judgement yet; failures are re-tried on a rerun."""
+    from tqdm import tqdm
+
+    done = {k: v for k, v in read_done(path).items() if not v.get("error")}
+    todo = [e for e in items if e.item.id not in done]
+    with path.open("a", encoding="utf-8") as fh, tqdm(total=len(items), initial=len(items) - len(todo), desc="judge",
+                                                      unit="item", disable=not progress) as bar:
+        for s in range(0, len(todo), batch_size):
+            batch = todo[s:s + batch_size]
+            reqs = [JudgeRequest(e.item.question, e.item.answer, preds[e.item.id], tuple(e.item.keys)) for e in batch]
+            results = judge.score(reqs)
+            if len(results) != len(reqs):
+                raise RuntimeError(f"judge {judge.name} returned {len(results)} results for {len(reqs)} requests")
+            for e, r in zip(batch, results):
+                rec = {"id": e.item.id, "fact": r.fact, "meaningful": r.meaningful, "error": r.error}
+                fh.write(json.dumps(rec) + "\n")
+                done[e.item.id] = rec
+            fh.flush()
+            bar.update(len(batch))
+    return done
+
+
+def _mean(rows: list[dict], key: str) -> float | None:
+    vals = [r[key] for r in rows if r.get(key) is not None]
+    return round(fmean(vals), 6) if vals else None
+
+
+def summarise(rows: list[dict]) -> dict:
+    def group(sel: list[dict]) -> dict:
+        return {"n": len(sel), **{k: _mean(sel, k) for k in METRIC_KEYS},
+                "judge_failed": sum(1 for r in sel if r.get("judge_error"))}
+
+    groups = {f"{s}/{t}": group([r for r in rows if r["set"] == s and r["task"] == t]) for s in SETS for t in TASKS}
+    by_type = {f"{s}/{kind}": group([r for r in rows if r["set"] == s and r["task"] == "image_understanding"
+                                     and r["image_type"] == kind]) for s in SETS for kind in ("portrait", "clinical")}
+    return {"groups": groups, "understanding_by_image_type": by_type,
+            "judge_failed": sum(1 for r in rows if r.get("judge_error"))}
+
+
+def run_eval(data: str | Path, split: str, out: str | Path, *, judge: Judge, judge_name: str,
+             judge_options: dict | None = None, model: str | None = None, generator: Generator | None = None,
+             batch_size: int = 8, max_new_tokens: int = 64, limit: int | None = None, tasks: Sequence[str] = TASKS,
+             method: str | None = None, k: float | None = None, mode: str | None = None, progress: bool = True,
+             generator_factory: Callable[[], Generator] | None = None) -> dict:
+    """Evaluate `model` (or a ready `generator`) on `split` of the benchmark at `data`."""
+    bench = Bench(data)
+    out = Path(out)
+    items = select_items(bench, split, tasks, limit)
+    config = {"model": str(model) if model else None, "data": str(Path(data).resolve()), "split": split,
+              "judge": judge_name, "judge_options": judge_options or {}, "max_new_tokens": max_new_tokens,
+              "limit": limit, "tasks": list(tasks), "method": method or (Path(model).name if model else "model"),
+              "k": k, "mode": mode, "schema_version": bench.manifest.schema_version}
+    _check_run(out, config)
+    prompts = [Prompt(e.item.id, e.item.question, bench.root / e.item.image if e.item.image else None) for e in items]
+    gen_path = out / "generations.jsonl"
+    if len(read_done(gen_path)) < len(prompts):  # load the model only if there is work left
+        if generator is None:
+            if generator_factory is None:
+                from .generate import HFGenerator
+
+                generator = HFGenerator(model, max_new_tokens=max_new_tokens)  # type: ignore[arg-type]
+            else:
+                generator = generator_factory()
+    preds = run_generation(prompts, generator, gen_path, batch_size, progress)  # type: ignore[arg-type]
+    judged = _judge_all(items, preds, judge, out / "judgements.jsonl", batch_size, progress)
+    rows = []
+    for e in items:
+        it, j = e.item, judged[e.item.id]
+        f, r = rouge_l(preds[it.id], it.answer)
+        rows.append({"id": it.id, "set": e.set, "task": it.task, "attribute": it.attribute, "image_type": it.image_type,
+                     "profile_id": it.profile_id, "question": it.question, "answer": it.answer,
+                     "prediction": preds[it.id], "rougeL_f": round(f, 6), "rougeL_r": round(r, 6),
+                     "fact": j.get("fact"), "meaningful": j.get("meaningful"), "judge_error": j.get("error")})
+    write_jsonl(out / "items.jsonl", rows)
+    summary = {"run": config, **summarise(rows)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    from .report import table1
+
+    (out / "table1.md").write_text(table1([summary]))
+    return summary

@@ -1,0 +1,61 @@
+"""Library entry points behind `smfa unlearn` / `smfa train`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .data import ExampleDataset, load_jsonl
+from .losses import ce
+from .method import Job, Method, Result, TrainConfig
+from .registry import get_method
+
+
+def unlearn(
+    method: str | Method,
+    *,
+    model: str | Path,
+    forget: str | Path,
+    retain: str | Path,
+    out: str | Path,
+    train: TrainConfig | None = None,
+    options: dict[str, Any] | None = None,
+) -> Result:
+    """Run a registered method (or a Method object) on JSONL forget/retain files."""
+    m = get_method(method) if isinstance(method, str) else method
+    opts = m.resolve_options(options or {})  # fail on bad options before loading anything
+    job = Job(Path(model), Path(out), load_jsonl(forget), load_jsonl(retain), train or TrainConfig(), opts)
+    job.out.mkdir(parents=True, exist_ok=True)
+    result = m.run(job)
+    from .trainer import write_run_info
+
+    if result.model is not None:  # only the main process returns a model
+        write_run_info(job, m, result)
+    return result
+
+
+class FineTune(Method):
+    """Plain supervised fine-tuning (`smfa train`): CE on the answers of every example."""
+
+    name = "finetune"
+    description = "Plain fine-tuning on question/answer examples"
+    options: dict = {}
+
+    def make_dataset(self, job: Job):
+        return ExampleDataset(job.forget)
+
+    def compute_loss(self, model, inputs, trainer):
+        return ce(model, inputs)
+
+
+def finetune(*, model: str | Path, data: str | Path, out: str | Path, train: TrainConfig | None = None) -> Result:
+    """Fine-tune on one JSONL file; out/model is the fine-tuned (merged) checkpoint."""
+    m = FineTune()
+    job = Job(Path(model), Path(out), load_jsonl(data), [], train or TrainConfig(), {})
+    job.out.mkdir(parents=True, exist_ok=True)
+    result = m.run(job)
+    from .trainer import write_run_info
+
+    if result.model is not None:
+        write_run_info(job, m, result)
+    return result

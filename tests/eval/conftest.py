@@ -1,0 +1,99 @@
+"""Fixtures for the benchmark tests: a small built benchmark and a tiny random Llama with an
+offline-trained byte-level BPE tokenizer and a chat template (no hub access)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["SMFA_PLUGINS"] = ""  # before any plugin manager exists: no installed plugins leak in
+
+import pytest  # noqa: E402
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ '<|' + m['role'] + '|>' + m['content'] + '<|eos|>' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_third_party_plugins(monkeypatch):
+    from smfa_methods.plugins import reset_plugin_manager
+
+    monkeypatch.setenv("SMFA_PLUGINS", "")
+    reset_plugin_manager()
+    yield
+    reset_plugin_manager()
+
+
+@pytest.fixture(scope="session")
+def bench_dir(tmp_path_factory):
+    from smfa_eval.build import build
+
+    out = tmp_path_factory.mktemp("bench") / "b"
+    build(out, profiles=20, seed=3, general_images=6)
+    return out
+
+
+def make_tokenizer(corpus: list[str]):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<|pad|>", "<|eos|>", "<|user|>", "<|assistant|>"]
+    trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|eos|>", pad_token="<|pad|>",
+                                   additional_special_tokens=specials[2:])
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory, bench_dir):
+    """Directory of a random 2-layer Llama + tokenizer, saved like any local checkpoint."""
+    import json
+
+    import torch
+    import transformers as tf
+
+    corpus = []
+    for name in ("eval.jsonl", "finetune.jsonl"):
+        for line in (bench_dir / name).read_text().splitlines():
+            d = json.loads(line)
+            corpus += [d["question"], d["answer"]]
+    tok = make_tokenizer(corpus)
+    cfg = tf.LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None,
+                         tie_word_embeddings=False)
+    torch.manual_seed(0)
+    model = tf.LlamaForCausalLM(cfg).eval()
+    path = tmp_path_factory.mktemp("models") / "tiny-llama"
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+class EchoGenerator:
+    """Deterministic stand-in for a model: answers with the question's last words; can be
+    told to crash after some batches (an interrupted run)."""
+
+    def __init__(self, crash_after: int | None = None) -> None:
+        self.calls = 0
+        self.seen: list[str] = []
+        self.crash_after = crash_after
+
+    def generate(self, prompts):
+        if self.crash_after is not None and self.calls >= self.crash_after:
+            raise KeyboardInterrupt("simulated interruption")
+        self.calls += 1
+        self.seen += [p.id for p in prompts]
+        return [f"This is {p.text.rstrip('?').split()[-1]}." for p in prompts]
+
+
+@pytest.fixture
+def echo_generator():
+    return EchoGenerator

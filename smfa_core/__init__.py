@@ -22,6 +22,7 @@ __all__ = [
     "sculpt",
     "merge",
     "inspect",
+    "sculpt_model_",
 ]
 
 
@@ -31,4 +32,8 @@ def __getattr__(name: str):
         from . import engine
 
         return getattr(engine, name)
+    if name == "sculpt_model_":
+        from .inmemory import sculpt_model_
+
+        return sculpt_model_
     raise AttributeError(name)

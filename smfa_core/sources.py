@@ -290,8 +290,9 @@ _UNSUPPORTED_SET = {
     "monteclora_config": "MonteCLoRA (monteclora_config) is not supported",
     "velora_config": "VeLoRA (velora_config) is not supported",
 }
-# init_lora_weights values that rewrite the base weights (residual) or use a different forward.
-_BASE_REWRITING_INITS = ("pissa", "olora", "corda", "loftq", "lora_ga", "mica")
+# init_lora_weights values that rewrite the base weights (the base becomes a residual), so that ΔW is not
+# B@A relative to the original base. ("eva", "orthogonal", "gaussian", "mica" leave the base alone.)
+_BASE_REWRITING_INITS = ("pissa", "olora", "corda", "loftq", "lora_ga")
 
 _RE_LINEAR = re.compile(r"^(?P<mod>.+)\.lora_(?P<ab>[AB])(?:\.(?P<adapter>[^.]+))?\.weight$")
 _RE_EMBED = re.compile(r"^(?P<mod>.+)\.lora_embedding_(?P<ab>[AB])(?:\.(?P<adapter>[^.]+))?$")
@@ -335,8 +336,12 @@ class LoraSource(DeltaSource):
     lora_alpha/√r with rsLoRA, r and alpha taken from ``rank_pattern``/``alpha_pattern`` with peft's
     matching rule. ``fan_in_fan_out`` (GPT-2 Conv1D) and embedding LoRA give ΔW = (s·B@A).T. Whether a
     layer is transposed follows ``fan_in_fan_out`` in the config, except that a non-square base weight
-    whose shape only fits the other layout decides (peft itself flips the flag per layer type). The
-    factors are kept in memory in fp32; ``read`` computes only the rows the range touches.
+    whose shape only fits the other layout decides (peft itself flips the flag per layer type). Conv
+    LoRA (lora_B with 1×… kernels, no groups) gives ΔW = s·B@A over the flattened kernel.
+
+    The factors are kept in memory in fp32. ``read`` computes only the row tiles the range touches:
+    tiles of about ``LORA_TILE_ELEMS`` elements on a fixed grid, each one GEMM with s as its alpha, so a
+    value's bits do not depend on the range asked for (they may differ from peft's merge by rounding).
 
     Tensors saved in full (``modules_to_save``, biases with ``bias="all"|"lora_only"``) give
     saved − base and need ``base``. The copy of an embedding's base layer that peft saves with
@@ -412,6 +417,11 @@ class LoraSource(DeltaSource):
             v = cfg.get(key) or {}
             if not isinstance(v, dict):
                 raise SmfaError(f"{cfg_path}: {key} must be an object, got {v!r}")
+            for pat in v:
+                try:
+                    re.compile(rf"(.*\.)?({pat})$")
+                except re.error as e:
+                    raise SmfaError(f"{cfg_path}: {key} key {pat!r} is not a valid regular expression: {e}") from None
 
     def _find_weights(self) -> str:
         st = os.path.join(self.path, ADAPTER_WEIGHTS)

@@ -38,7 +38,7 @@ def _collect(hook_name: str, validate: Callable[[object], object]) -> dict[str, 
     pm = get_plugin_manager()
     found: dict[str, tuple[object, str]] = {}
     # Call each implementation ourselves (not pm.hook...) to know which plugin registered what.
-    for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+    for impl in getattr(pm.hook, hook_name).get_hookimpls():  # registration order: built-ins first
         def register(obj, _plugin=impl.plugin_name):
             obj = validate(obj)
             if obj.name in found:

@@ -6,7 +6,6 @@ Llama configs. `make_tiny(kind, out)` saves model + tokenizer/processor with
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import torch
@@ -76,31 +75,47 @@ def build_tokenizer(vocab_size: int = 512):
     return fast
 
 
-_PROCESSOR_CLASSES: dict[str, type] = {}
 PROCESSOR_BASES = {"llava_onevision": "LlavaOnevisionProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor"}
+_PROCESSOR_CLASSES: dict[str, type] = {}
 
 
 def processor_class(kind: str) -> type:
     """The model's processor without its video processor: passing video_processor=None to
     the stock class fails (VIDEO_PROCESSOR_MAPPING lookup), and video processors need
-    torchvision. AutoProcessor cannot find these subclasses; use their from_pretrained."""
-    if kind not in _PROCESSOR_CLASSES:
-        import transformers as tf
+    torchvision. AutoProcessor cannot find these subclasses; use their from_pretrained.
+    ProcessorMixin saves and reloads exactly the named __init__ arguments, so they are
+    spelled out (minus video_processor)."""
+    if kind in _PROCESSOR_CLASSES:
+        return _PROCESSOR_CLASSES[kind]
+    import transformers as tf
 
-        base = getattr(tf, PROCESSOR_BASES[kind])
+    if kind == "llava_onevision":
 
-        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-            base.__init__(self, image_processor, tokenizer, chat_template=chat_template, **kwargs)
+        class NoVideoLlavaOnevisionProcessor(tf.LlavaOnevisionProcessor):
+            def __init__(
+                self, image_processor=None, tokenizer=None, num_image_tokens=None,
+                vision_feature_select_strategy=None, chat_template=None, image_token="<image>",
+                video_token="<video>", vision_aspect_ratio="anyres_max_9", **kwargs,
+            ):
+                super().__init__(
+                    image_processor, tokenizer, None, num_image_tokens=num_image_tokens,
+                    vision_feature_select_strategy=vision_feature_select_strategy, chat_template=chat_template,
+                    image_token=image_token, video_token=video_token, vision_aspect_ratio=vision_aspect_ratio,
+                    **kwargs,
+                )
 
-        # ProcessorMixin saves/loads the arguments named in the __init__ signature: keep the
-        # base's (num_image_tokens, ...) minus video_processor.
-        sig = inspect.signature(base.__init__)
-        __init__.__signature__ = sig.replace(
-            parameters=[p for n, p in sig.parameters.items() if n != "video_processor"]
-        )
+        cls: type = NoVideoLlavaOnevisionProcessor
+    elif kind == "qwen2_5_vl":
 
-        _PROCESSOR_CLASSES[kind] = type(f"NoVideo{base.__name__}", (base,), {"__init__": __init__})
-    return _PROCESSOR_CLASSES[kind]
+        class NoVideoQwen2_5_VLProcessor(tf.Qwen2_5_VLProcessor):
+            def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+                super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+        cls = NoVideoQwen2_5_VLProcessor
+    else:
+        raise ValueError(f"no processor subclass for {kind!r}")
+    _PROCESSOR_CLASSES[kind] = cls
+    return cls
 
 
 def build_processor(kind: str, tokenizer=None):

@@ -11,6 +11,9 @@ Nothing here imports a backend; tensors are made on CPU and can be moved with `.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+
 import torch
 
 DTYPES = (torch.bfloat16, torch.float16, torch.float32)
@@ -24,6 +27,29 @@ _INT_VIEW = {
     torch.float32: torch.int32,
     torch.float64: torch.int64,
 }
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run torch's CPU ops with n intra-op threads (restored after). On a small shared
+    machine, the many small ops of the reference run much faster on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def single_threaded(fn):
+    """Decorator: call fn under torch_threads(1)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with torch_threads(1):
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def bits(x: torch.Tensor) -> torch.Tensor:
@@ -127,6 +153,7 @@ def _kind_equal_magnitude(g, n):  # |f| == |a| exactly: R is a strict compare, t
     return f, f.abs() * sign
 
 
+@single_threaded
 def make_inputs(dtype: torch.dtype, n: int, kind: str = "random", seed: int = 0,
                 a_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(f, a): two contiguous 1-D deltas of n elements, f in `dtype`, a in `a_dtype` (default
@@ -170,6 +197,7 @@ _GENERATORS = {
 KINDS = ("random", "zeros", "opposite", "zero_anchor", "equal_magnitude", "tiny", "huge", "mixed")
 
 
+@single_threaded
 def make_pair(x: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Split a delta into (checkpoint, base) of x's dtype; float(ckpt) - float(base) is the
     delta the kernels see (it equals x only up to one fp32 rounding, which is the point)."""
@@ -182,6 +210,7 @@ def make_pair(x: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tenso
     return ckpt.to(x.dtype).contiguous(), base.contiguous()
 
 
+@single_threaded
 def make_weight(dtype: torch.dtype, n: int, seed: int = 0) -> torch.Tensor:
     """A base weight W_o to merge into (values of typical weight scale, some exact zeros)."""
     g = torch.Generator().manual_seed(seed + 1299709)

@@ -150,7 +150,8 @@ def test_lora_tiles_smaller_than_reads(tmp_path, monkeypatch, tile):
     monkeypatch.setattr(sources, "LORA_TILE_ELEMS", tile)
     with open_source(adir) as src:
         for n in src.names():
-            torch.testing.assert_close(full_delta(src, n), ref[n], rtol=1e-6, atol=1e-7)
+            d = full_delta(src, n)  # other tile shapes: same values up to matmul rounding
+            assert (d - ref[n]).abs().max() <= 1e-6 * ref[n].abs().max()
             check_ranges(src, n)
 
 

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# One prepared check for a lent GPU machine (H200): build smfa_core._C with the CUDA kernels,
+# run the GPU kernel tests (cuda + triton compiled, no interpreter), measure bandwidth against a
+# device-to-device copy. Runs in the repository root; well under 10 minutes.
+#   bash benchmarks/gpu_check.sh            (results also under $OUT, or /tmp/smfa-gpu-check)
+# No network there: nothing is pip-installed. It uses the python that has a CUDA torch
+# ($PY, else .venv-gpu/bin/python, else python3) and builds in place (setup.py build_ext).
+set -u
+cd "$(dirname "$0")/.."
+RES=${OUT:-/tmp/smfa-gpu-check}
+mkdir -p "$RES"
+PY=${PY:-}
+if [ -z "$PY" ]; then
+  for c in .venv-gpu/bin/python python3 python; do
+    if command -v "$c" >/dev/null 2>&1 && "$c" -c "import torch,sys; sys.exit(0 if torch.version.cuda else 1)" 2>/dev/null; then PY=$c; break; fi
+  done
+fi
+[ -n "$PY" ] || { echo "gpu_check: no python with a CUDA torch"; exit 2; }
+t0=$(date +%s)
+step() { echo; echo "== $* ($(( $(date +%s) - t0 )) s)"; }
+
+step "machine"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.mem --format=csv,noheader 2>&1 | tee "$RES/gpu.txt"
+"$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'gpu', torch.cuda.is_available())"
+"$PY" -c "import triton; print('triton', triton.__version__)" 2>&1 | tail -1
+command -v nvcc && nvcc --version | tail -1
+
+step "build smfa_core._C with CUDA (sm_80 + sm_90)"
+export MAX_JOBS=${MAX_JOBS:-16}
+rm -f smfa_core/_C*.so
+if timeout 420 "$PY" setup.py build_ext --inplace > "$RES/build.log" 2>&1; then
+  grep -E "smfa: building|error" "$RES/build.log" | head -5; echo "build ok"
+else
+  echo "BUILD FAILED"; tail -40 "$RES/build.log"
+fi
+"$PY" -c "import smfa_core, json; print(json.dumps(smfa_core.available_backends(), indent=1))" 2>&1 | tee "$RES/backends.txt"
+
+step "kernel tests on the GPU"
+export TRITON_INTERPRET=0
+if "$PY" -c "import pytest" 2>/dev/null; then
+  timeout 300 "$PY" -m pytest -q -o addopts="-ra" -p no:cacheprovider -x \
+    tests/test_kernels_triton.py tests/test_cuda_build.py tests/test_dispatch.py \
+    $(ls tests/test_kernels_cpu.py 2>/dev/null) 2>&1 | tee "$RES/pytest.log" | tail -25
+else
+  echo "pytest not installed for $PY: skipping the test files (the bandwidth script still bit-checks)"
+fi
+
+step "bandwidth vs device-to-device copy"
+timeout 240 "$PY" benchmarks/gpu_bandwidth.py --n $((1 << 28)) --iters 10 2>&1 | tee "$RES/bandwidth.txt"
+
+step "done"
+echo "results in $RES"

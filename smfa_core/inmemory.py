@@ -1,0 +1,213 @@
+"""In-memory sculpting: `sculpt_model_` sculpts and merges a loaded module's weights in place.
+
+Right after training, the deltas are already in (GPU) memory: as tensors, as PEFT LoRA
+adapters on the model itself, or as files. The same contract as the streaming engine,
+on each parameter's own device; temporary memory is bounded by one chunk per operand.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+
+import torch
+
+from ._ops import BLOCK, MODES
+from .backends import get_backend
+from .errors import SmfaError
+from .report import Report
+from .tensor_api import FLOAT_DTYPES, check_k, check_mode, exact_sum, rho_of, threshold
+
+# A delta given to sculpt_model_: name -> (flat start, flat stop) -> fp32 chunk on the device.
+ChunkFn = Callable[[int, int], torch.Tensor]
+
+
+def _dense(t: torch.Tensor, device: torch.device) -> ChunkFn:
+    flat = t.detach().reshape(-1)
+
+    def read(s: int, e: int) -> torch.Tensor:
+        return flat[s:e].to(device, non_blocking=True)
+
+    return read
+
+
+def _lora(a_w: torch.Tensor, b_w: torch.Tensor, scaling: float, transposed: bool, cols: int) -> ChunkFn:
+    """Rows of s·B@A (or its transpose) covering a flat range, materialised in fp32."""
+
+    def read(s: int, e: int) -> torch.Tensor:
+        r0, r1 = s // cols, -(-e // cols)
+        if transposed:  # rows r0..r1 of (B@A).T = A[:, r0:r1].T @ B.T
+            tile = (a_w[:, r0:r1].t().float() @ b_w.t().float()) * scaling
+        else:
+            tile = (b_w[r0:r1].float() @ a_w.float()) * scaling
+        return tile.reshape(-1)[s - r0 * cols : e - r0 * cols]
+
+    return read
+
+
+def _peft_deltas(model: torch.nn.Module, adapter: str) -> dict[str, tuple[torch.nn.Parameter, ChunkFn]]:
+    """The LoRA adapter `adapter` of a PEFT-wrapped model, per base weight (duck-typed: no peft import)."""
+    out = {}
+    for mname, mod in model.named_modules():
+        base_layer = getattr(mod, "base_layer", None)
+        if base_layer is None or not hasattr(mod, "scaling") or adapter not in getattr(mod, "scaling", {}):
+            continue
+        if getattr(mod, "use_dora", {}).get(adapter, False):
+            raise SmfaError(f"{mname}: adapter {adapter!r} is DoRA, which smfa does not sculpt")
+        weight = base_layer.weight
+        cols = math.prod(weight.shape[1:])
+        s = float(mod.scaling[adapter])
+        if adapter in getattr(mod, "lora_A", {}):
+            a_w, b_w = mod.lora_A[adapter].weight, mod.lora_B[adapter].weight
+            transposed = bool(getattr(mod, "fan_in_fan_out", False))
+        elif adapter in getattr(mod, "lora_embedding_A", {}):
+            a_w, b_w = mod.lora_embedding_A[adapter], mod.lora_embedding_B[adapter]
+            transposed = True  # ΔW = (B@A).T for embeddings
+        else:
+            continue
+        name = f"{mname}.base_layer.weight"
+        out[name] = (weight, _lora(a_w.detach(), b_w.detach(), s, transposed, cols))
+    if not out:
+        raise SmfaError(f"the model has no LoRA adapter named {adapter!r}")
+    return out
+
+
+def _resolve(model: torch.nn.Module, delta, label: str, params: Mapping[str, torch.nn.Parameter]
+             ) -> dict[str, ChunkFn]:
+    if isinstance(delta, str) and not os.path.exists(delta):
+        return {n: fn for n, (_, fn) in _peft_deltas(model, delta).items()}
+    if isinstance(delta, (str, os.PathLike)):
+        return _from_files(os.fspath(delta), label, params)
+    if isinstance(delta, Mapping):
+        out = {}
+        for n, t in delta.items():
+            name = n if n in params else _base_layer_name(n, params)
+            if name is None:
+                raise SmfaError(f"{label} delta: tensor {n!r} is not a parameter of the model")
+            if tuple(t.shape) != tuple(params[name].shape):
+                raise SmfaError(f"{label} delta: tensor {n!r} has shape {list(t.shape)}, the parameter "
+                                f"{list(params[name].shape)}")
+            if t.dtype not in FLOAT_DTYPES:
+                raise SmfaError(f"{label} delta: tensor {n!r} has dtype {t.dtype}, not bf16/fp16/fp32")
+            out[name] = _dense(t, params[name].device)
+        return out
+    raise SmfaError(f"{label}: expected a dict of tensors, a PEFT adapter name or a path, got {type(delta).__name__}")
+
+
+def _base_layer_name(name: str, params: Mapping[str, torch.nn.Parameter]) -> str | None:
+    """`x.q_proj.weight` -> `x.q_proj.base_layer.weight` on a PEFT-wrapped model, with prefixes."""
+    cands = [p for p in params if p.replace(".base_layer.", ".").endswith(name)
+             or name.endswith(p.replace(".base_layer.", ".").removeprefix("base_model.model."))]
+    return cands[0] if len(cands) == 1 else None
+
+
+def _from_files(path: str, label: str, params: Mapping[str, torch.nn.Parameter]) -> dict[str, ChunkFn]:
+    from .sources import open_source
+
+    live = {p.replace(".base_layer.", ".").removeprefix("base_model.model."): p for p in params}
+    src = open_source(path, target_names=list(live), label=label)
+    out = {}
+    for n in src.names():
+        p = params[live[n]]
+
+        def read(s: int, e: int, _n: str = n, _dev: torch.device = p.device) -> torch.Tensor:
+            x, xb = src.read(_n, s, e)
+            x32 = x.float() if xb is None else x.float() - xb.float()
+            return x32.to(_dev)
+
+        out[live[n]] = read
+    return out
+
+
+def _ranges(n: int, step: int) -> Iterator[tuple[int, int]]:
+    for s in range(0, n, step):
+        yield s, min(n, s + step)
+
+
+@torch.no_grad()
+def sculpt_model_(
+    model: torch.nn.Module,
+    forget,
+    anchor,
+    k: float,
+    *,
+    mode: str = "both",
+    eps: float = 1e-8,
+    rho_scope: str = "tensor",
+    backend: str = "auto",
+    chunk_mb: float = 64,
+    missing_anchor: str = "error",
+) -> Report:
+    """Sculpt ΔW_f against ΔW_a and merge it into `model`'s parameters, in place.
+
+    forget / anchor: a dict {parameter name: delta tensor}, the name of a PEFT LoRA adapter
+    on `model` (its B@A·s is expanded chunk by chunk on the weight's device), or a path
+    to a delta source (adapter dir, dense delta). The adapters themselves are left in
+    place: unload or delete them afterwards, or the model counts their delta twice.
+    Returns the same report as `smfa sculpt`.
+    """
+    t0 = time.perf_counter()
+    check_k(k)
+    imode = check_mode(mode)
+    if rho_scope not in ("tensor", "global"):
+        raise SmfaError(f"rho_scope must be tensor or global, got {rho_scope!r}")
+    params = dict(model.named_parameters())
+    fd = _resolve(model, forget, "forget", params)
+    ad = _resolve(model, anchor, "anchor", params)
+    missing = [n for n in fd if n not in ad]
+    if missing and missing_anchor != "keep":
+        raise SmfaError(f"tensor {missing[0]!r} of the forget delta is missing from the anchor "
+                        "(missing_anchor='keep' keeps it unmasked)")
+    step = max(BLOCK, int(chunk_mb * 2**20) // 4 // BLOCK * BLOCK)
+    report = Report(command="sculpt_model_", options={"k": k, "mode": mode, "eps": eps, "rho_scope": rho_scope},
+                    sources={"forget": str(forget) if isinstance(forget, (str, os.PathLike)) else "tensors",
+                             "anchor": str(anchor) if isinstance(anchor, (str, os.PathLike)) else "tensors"})
+
+    def sumsq(fn: ChunkFn, numel: int, be, name: str, label: str) -> float:
+        total = exact_sum(torch.cat([be.sumsq_blocks(fn(s, e), None) for s, e in _ranges(numel, step)]))
+        if not math.isfinite(total):
+            raise SmfaError(f"tensor {name!r} of the {label} delta has NaN or Inf values")
+        return total
+
+    norms = {}
+    for name, ffn in fd.items():
+        p = params[name]
+        if p.dtype not in FLOAT_DTYPES:
+            raise SmfaError(f"parameter {name!r} has dtype {p.dtype}, not bf16/fp16/fp32")
+        be = get_backend(backend, p.device.type, quiet=True)
+        report.backend = be.NAME
+        ssf = sumsq(ffn, p.numel(), be, name, "forget")
+        ssa = sumsq(ad[name], p.numel(), be, name, "anchor") if name in ad else None
+        norms[name] = (ssf, ssa)
+    if rho_scope == "global":
+        g = rho_of(sum(f for f, _ in norms.values()), sum(a for _, a in norms.values() if a is not None), eps)
+        report.extra["rho_global"] = g
+    for name, ffn in fd.items():
+        p = params[name]
+        be = get_backend(backend, p.device.type, quiet=True)
+        ssf, ssa = norms[name]
+        if ssa is None:
+            rho, t, mi = None, 0.0, MODES["none"]
+        else:
+            rho = rho_of(ssf, ssa, eps) if rho_scope == "tensor" else report.extra["rho_global"]
+            t, mi = threshold(k, rho), imode
+        if not p.data.is_contiguous():
+            raise SmfaError(f"parameter {name!r} is not contiguous")
+        flat = p.data.view(-1)
+        counts = [0, 0]
+        for s, e in _ranges(flat.numel(), step):
+            f = ffn(s, e)
+            a = ad[name](s, e) if ssa is not None else f
+            w = flat[s:e]
+            c = be.sculpt_chunk(f, None, a, None, t, mi, w, w, None).tolist()  # out aliases w: elementwise
+            counts[0] += int(c[0])
+            counts[1] += int(c[1])
+        n = p.numel()
+        report.tensors.append({"name": name, "shape": list(p.shape), "numel": n, "norm_f": math.sqrt(ssf),
+                               "norm_a": None if ssa is None else math.sqrt(ssa), "rho": rho,
+                               "t": None if rho is None else t, "conflict": counts[0], "masked": counts[1],
+                               "conflict_pct": 100.0 * counts[0] / n, "masked_pct": 100.0 * counts[1] / n})
+    report.seconds = time.perf_counter() - t0
+    return report

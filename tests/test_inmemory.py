@@ -1,0 +1,68 @@
+"""sculpt_model_: in place on a loaded module, from tensors, PEFT adapters on the model, or paths."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import smfa_core
+from smfa_core.errors import SmfaError
+from tests.tiny_models import build_model
+
+
+def test_tensor_deltas_bit_exact():
+    model = build_model("llama").to(torch.bfloat16)
+    names = ["model.layers.0.mlp.up_proj.weight", "model.layers.1.self_attn.q_proj.weight"]
+    g = torch.Generator().manual_seed(0)
+    params = dict(model.named_parameters())
+    f = {n: torch.randn(params[n].shape, generator=g) * 0.01 for n in names}
+    a = {n: torch.where(torch.rand(params[n].shape, generator=g) < 0.3, -f[n], torch.randn(params[n].shape, generator=g) * 0.01)
+         for n in names}
+    before = {n: p.detach().clone() for n, p in params.items()}
+    rep = smfa_core.sculpt_model_(model, f, a, 1.0, chunk_mb=0.01)
+    after = dict(model.named_parameters())
+    for n in before:
+        if n in f:
+            exp, st = smfa_core.sculpt_tensor(f[n], a[n], 1.0, base=before[n], backend="reference")
+            assert torch.equal(after[n].view(torch.int16), exp.view(torch.int16)), n
+            row = next(r for r in rep.tensors if r["name"] == n)
+            assert (row["masked"], row["conflict"], row["rho"]) == (st.masked, st.conflict, st.rho)
+        else:
+            assert torch.equal(after[n], before[n])
+
+
+def test_peft_adapters_on_the_model():
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    model = build_model("llama")
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "down_proj"], init_lora_weights=False)
+    pm = get_peft_model(model, cfg, adapter_name="forget")
+    pm.add_adapter("anchor", LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "down_proj"], init_lora_weights=False))
+    expected = {}
+    for name, mod in pm.named_modules():
+        if hasattr(mod, "get_delta_weight") and "forget" in getattr(mod, "lora_A", {}):
+            w = mod.base_layer.weight.detach().clone()
+            exp, _ = smfa_core.sculpt_tensor(mod.get_delta_weight("forget").detach(),
+                                             mod.get_delta_weight("anchor").detach(), 0.7, base=w, backend="reference")
+            expected[name + ".base_layer.weight"] = exp
+    rep = smfa_core.sculpt_model_(pm, "forget", "anchor", 0.7)
+    assert {r["name"] for r in rep.tensors} == set(expected)
+    params = dict(pm.named_parameters())
+    for n, exp in expected.items():
+        torch.testing.assert_close(params[n], exp, rtol=1e-5, atol=1e-6)
+    assert rep.totals()["masked"] > 0
+
+
+def test_errors():
+    model = build_model("llama")
+    with pytest.raises(SmfaError, match="not a parameter"):
+        smfa_core.sculpt_model_(model, {"nope.weight": torch.zeros(3)}, {}, 1.0)
+    with pytest.raises(SmfaError, match="no LoRA adapter named 'forget'"):
+        smfa_core.sculpt_model_(model, "forget", "anchor", 1.0)
+    n = "model.layers.0.mlp.up_proj.weight"
+    shape = dict(model.named_parameters())[n].shape
+    with pytest.raises(SmfaError, match="missing from the anchor"):
+        smfa_core.sculpt_model_(model, {n: torch.ones(shape)}, {}, 1.0)
+    with pytest.raises(SmfaError, match="shape"):
+        smfa_core.sculpt_model_(model, {n: torch.ones(3, 3)}, {}, 1.0)

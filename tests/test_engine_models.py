@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 import smfa_core
 from smfa_core.names import match_names
-from tests.tiny_models import load_model, saved_model
+from tiny_models import load_model, saved_model
 
 peft = pytest.importorskip("peft")
 

@@ -7,7 +7,7 @@ import torch
 
 import smfa_core
 from smfa_core.errors import SmfaError
-from tests.tiny_models import build_model
+from tiny_models import build_model
 
 
 def test_tensor_deltas_bit_exact():

@@ -187,7 +187,7 @@ def test_sculpt_chunk_unaligned_views_and_out_aliases_w(be):
     fu, au, wu = f[1:], a[1:], w[1:]  # storage offset 1: 2-byte aligned only
     run_both(be, fu, None, au, None, TS[2], 3, wu, BF16, with_mask=True)
     # in-place merge: out is w itself
-    wd = w.to(device)
+    wd = w.clone().to(device)  # .to(cpu) would alias w itself
     counts = mod.sculpt_chunk(f.to(device), None, a.to(device), None, TS[2], 3, wd, wd, None)
     rout = torch.empty_like(w)
     rcounts = ref.sculpt_chunk(f, None, a, None, TS[2], 3, w, rout, None)

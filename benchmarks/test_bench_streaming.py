@@ -37,10 +37,11 @@ def _drop_caches() -> bool:
 def _run(cmd: list[str]) -> tuple[float, int]:
     """Wall seconds and peak RSS (bytes) of a child process."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = proc.stderr.read()
     _, status, ru = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
-    assert os.waitstatus_to_exitcode(status) == 0, cmd
+    assert os.waitstatus_to_exitcode(status) == 0, err.decode()[-2000:]
     return wall, ru.ru_maxrss * 1024
 
 

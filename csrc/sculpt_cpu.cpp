@@ -16,6 +16,10 @@
 #include <ATen/Version.h>
 #include <omp.h>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -126,8 +130,23 @@ void sumsq_impl(const T* x, const T* xb, int64_t n, double* out) {
     for (int64_t l = 0; l < kLanes; ++l) acc[l] = 0.0;
     const int64_t start = b * kBlock;
     const int64_t len = std::min(kBlock, n - start);
+    int64_t r0 = 0;
+    // Full groups of 4 rows straight from the input, the 8-lane accumulators held in
+    // registers across the 4 rows (the per-lane order is unchanged: row by row).
+    constexpr int kRows = 4;
+    for (; r0 + kRows * kLanes <= len; r0 += kRows * kLanes) {
+      const T* p = x + start + r0;
+      for (int64_t l = 0; l < kLanes; l += 8) {
+        simd::F8 v[kRows];
+        for (int r = 0; r < kRows; ++r) {
+          v[r] = simd::load8(p + r * kLanes + l);
+          if constexpr (HAS_BASE) v[r] = simd::sub(v[r], simd::load8(xb + start + r0 + r * kLanes + l));
+        }
+        simd::acc_squares8_rows<kRows>(acc + l, v);
+      }
+    }
     alignas(64) float row[kLanes];
-    for (int64_t r0 = 0; r0 < len; r0 += kLanes) {
+    for (; r0 < len; r0 += kLanes) {
       const int64_t rl = std::min(kLanes, len - r0);
       // Missing elements of a partial last row decode to +0.0: acc + 0.0 == acc, bit for
       // bit, for every acc this can hold (+0.0, positive, +inf, NaN), like the reference's pad.
@@ -172,60 +191,88 @@ at::Tensor sumsq_blocks_cpu(const at::Tensor& x, const std::optional<at::Tensor>
 // ---------------------------------------------------------------- sculpt_chunk
 
 struct SculptParams {
-  simd::F8 t;          // broadcast float(t)
-  simd::F8 not_need_c; // all-ones when the mode ignores C
-  simd::F8 not_need_r; // all-ones when the mode ignores R
-  simd::F8 enable;     // all-zeros for mode 0
+  simd::F8 t;  // broadcast float(t)
   uint16_t bf16_nan;
 };
 
 // One tile: fb/ab hold the decoded deltas (zero-padded to a multiple of 8).
 // Writes out[0..len), mask bytes bits[0..ceil(len/8)) when bits != nullptr, adds counts.
-template <typename TO, bool HAS_W>
+// MODE is a template argument: M = C & R (3), C (1), R (2), nothing (0).
+template <typename TO, bool HAS_W, int MODE>
 void sculpt_stage(const float* fb, const float* ab, const void* wv, void* outv, int64_t len,
                   const SculptParams& p, uint8_t* bits, int64_t& cc, int64_t& cm) {
   const TO* w = static_cast<const TO*>(wv);
   TO* out = static_cast<TO*>(outv);
-  int64_t c_count = 0, m_count = 0;
+  simd::Cnt c_count = simd::cnt_zero(), m_count = simd::cnt_zero();
+  const int64_t full = len & ~int64_t(7);
   for (int64_t i = 0; i < len; i += 8) {
-    const int64_t rem = len - i;
     const simd::F8 f = simd::load8(fb + i);
     const simd::F8 a = simd::load8(ab + i);
     const simd::F8 c = simd::conflict(f, a);
-    // R: one fp32 multiply, then compare (no FMA; -ffp-contract=off)
-    const simd::F8 r = simd::cmp_lt(simd::mul(p.t, simd::abs(a)), simd::abs(f));
-    const simd::F8 m = simd::and_(simd::and_(simd::or_(c, p.not_need_c), simd::or_(r, p.not_need_r)),
-                                  p.enable);
-    simd::F8 s = simd::andnot(m, f);  // M ? +0.0f : f
-    if constexpr (HAS_W) {
-      const simd::F8 wf = rem >= 8 ? simd::load8(w + i) : simd::load_partial(w + i, rem);
-      s = simd::add(wf, s);  // one fp32 add; one rounding in the store
+    simd::F8 m;
+    if constexpr (MODE == 0) {
+      m = simd::bool_mask(false);
+    } else if constexpr (MODE == 1) {
+      m = c;
+    } else {
+      // R: one fp32 multiply, then compare (no FMA; -ffp-contract=off)
+      const simd::F8 r = simd::cmp_lt(simd::mul(p.t, simd::abs(a)), simd::abs(f));
+      m = MODE == 3 ? simd::and_(c, r) : r;
     }
-    if (rem >= 8) {
+    simd::F8 s = simd::andnot(m, f);  // M ? +0.0f : f
+    if (i < full) {
+      if constexpr (HAS_W) s = simd::add(simd::load8(w + i), s);  // one fp32 add, one rounding
       simd::store8(out + i, s, p.bf16_nan);
     } else {
-      simd::store_partial(out + i, s, rem, p.bf16_nan);
+      if constexpr (HAS_W) s = simd::add(simd::load_partial(w + i, len - i), s);
+      simd::store_partial(out + i, s, len - i, p.bf16_nan);
     }
-    const unsigned mb = simd::movemask(m);
-    c_count += __builtin_popcount(simd::movemask(c));
-    m_count += __builtin_popcount(mb);
-    if (bits != nullptr) bits[i >> 3] = static_cast<uint8_t>(mb);
+    c_count = simd::cnt_add(c_count, c);
+    m_count = simd::cnt_add(m_count, m);
+    if (bits != nullptr) bits[i >> 3] = static_cast<uint8_t>(simd::movemask(m));
   }
-  cc += c_count;
-  cm += m_count;
+  cc += simd::cnt_sum(c_count);
+  cm += simd::cnt_sum(m_count);
 }
 
 using StageFn = void (*)(const float*, const float*, const void*, void*, int64_t, const SculptParams&,
                          uint8_t*, int64_t&, int64_t&);
 
-StageFn pick_stage(at::ScalarType s, bool has_w) {
+template <typename TO, bool HAS_W>
+StageFn pick_mode(int64_t mode) {
+  switch (mode) {
+    case 0: return &sculpt_stage<TO, HAS_W, 0>;
+    case 1: return &sculpt_stage<TO, HAS_W, 1>;
+    case 2: return &sculpt_stage<TO, HAS_W, 2>;
+    default: return &sculpt_stage<TO, HAS_W, 3>;
+  }
+}
+
+StageFn pick_stage(at::ScalarType s, bool has_w, int64_t mode) {
   switch (s) {
-    case at::kFloat: return has_w ? &sculpt_stage<float, true> : &sculpt_stage<float, false>;
-    case at::kHalf: return has_w ? &sculpt_stage<c10::Half, true> : &sculpt_stage<c10::Half, false>;
+    case at::kFloat: return has_w ? pick_mode<float, true>(mode) : pick_mode<float, false>(mode);
+    case at::kHalf: return has_w ? pick_mode<c10::Half, true>(mode) : pick_mode<c10::Half, false>(mode);
     case at::kBFloat16:
-      return has_w ? &sculpt_stage<c10::BFloat16, true> : &sculpt_stage<c10::BFloat16, false>;
+      return has_w ? pick_mode<c10::BFloat16, true>(mode) : pick_mode<c10::BFloat16, false>(mode);
     default: TORCH_CHECK(false, "smfa: unsupported dtype ", s);
   }
+}
+
+// Large outputs are usually freshly allocated (never touched): ask for transparent huge
+// pages before the first write. On small VMs a 4 KiB page fault costs microseconds, so the
+// faults of a fresh 128 MB output cost more than the kernel itself; with 2 MiB pages they
+// are 512x fewer. Best effort: no effect on pages already present, errors ignored.
+void advise_huge_pages(void* ptr, int64_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
+  if (bytes < int64_t(8 * kHuge)) return;
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(ptr) + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(ptr) + static_cast<uintptr_t>(bytes)) & ~(kHuge - 1);
+  if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+  (void)ptr;
+  (void)bytes;
+#endif
 }
 
 at::Tensor sculpt_chunk_cpu(const at::Tensor& f, const std::optional<at::Tensor>& f_base,
@@ -259,14 +306,11 @@ at::Tensor sculpt_chunk_cpu(const at::Tensor& f, const std::optional<at::Tensor>
 
   SculptParams p;
   p.t = simd::set1(static_cast<float>(t));
-  p.not_need_c = simd::bool_mask((mode & 1) == 0);
-  p.not_need_r = simd::bool_mask((mode & 2) == 0);
-  p.enable = simd::bool_mask(mode != 0);
   p.bf16_nan = bf16_nan_bits();
 
   const DecodeFn dec_f = pick_decoder(f.scalar_type(), f_base.has_value());
   const DecodeFn dec_a = pick_decoder(a.scalar_type(), a_base.has_value());
-  const StageFn stage = pick_stage(out.scalar_type(), w.has_value());
+  const StageFn stage = pick_stage(out.scalar_type(), w.has_value(), mode);
   const auto* fp = static_cast<const char*>(f.data_ptr());
   const auto* fbp = f_base.has_value() ? static_cast<const char*>(f_base->data_ptr()) : nullptr;
   const auto* ap = static_cast<const char*>(a.data_ptr());
@@ -274,6 +318,8 @@ at::Tensor sculpt_chunk_cpu(const at::Tensor& f, const std::optional<at::Tensor>
   const auto* wp = w.has_value() ? static_cast<const char*>(w->data_ptr()) : nullptr;
   auto* op_ = static_cast<char*>(out.data_ptr());
   const int64_t fs = f.element_size(), as = a.element_size(), os = out.element_size();
+
+  advise_huge_pages(op_, n * os);
 
   const int64_t ntiles = (n + kTile - 1) / kTile;
   int64_t cc = 0, cm = 0;

@@ -50,12 +50,26 @@ inline F8 abs(F8 x) { return _mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_ep
 inline F8 cmp_lt(F8 a, F8 b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
 inline unsigned movemask(F8 m) { return static_cast<unsigned>(_mm256_movemask_ps(m)); }
 
-// C = (f > 0 && a < 0) || (f < 0 && a > 0): a sign test, never the product.
+// C = (f > 0 && a < 0) || (f < 0 && a > 0): a sign test, never the product. Computed as
+// "both nonzero and ordered (f != 0, a != 0 are false on NaN and on +-0) and the sign bits
+// differ", which is the same predicate in fewer instructions.
 inline F8 conflict(F8 f, F8 a) {
   const F8 z = _mm256_setzero_ps();
-  const F8 fp = _mm256_cmp_ps(f, z, _CMP_GT_OQ), fn = _mm256_cmp_ps(f, z, _CMP_LT_OQ);
-  const F8 ap = _mm256_cmp_ps(a, z, _CMP_GT_OQ), an = _mm256_cmp_ps(a, z, _CMP_LT_OQ);
-  return _mm256_or_ps(_mm256_and_ps(fp, an), _mm256_and_ps(fn, ap));
+  const F8 nz = _mm256_and_ps(_mm256_cmp_ps(f, z, _CMP_NEQ_OQ), _mm256_cmp_ps(a, z, _CMP_NEQ_OQ));
+  const __m256i sd = _mm256_srai_epi32(_mm256_castps_si256(_mm256_xor_ps(f, a)), 31);
+  return _mm256_and_ps(nz, _mm256_castsi256_ps(sd));
+}
+
+// Per-lane counters of true mask lanes (int32 lanes; a tile is far below 2^31 groups).
+using Cnt = __m256i;
+inline Cnt cnt_zero() { return _mm256_setzero_si256(); }
+inline Cnt cnt_add(Cnt c, F8 m) { return _mm256_sub_epi32(c, _mm256_castps_si256(m)); }  // m lanes are -1
+inline int64_t cnt_sum(Cnt c) {
+  alignas(32) int32_t v[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(v), c);
+  int64_t s = 0;
+  for (int32_t x : v) s += x;
+  return s;
 }
 
 inline F8 load8(const float* p) { return _mm256_loadu_ps(p); }
@@ -91,6 +105,20 @@ inline void acc_squares8(double* acc, const float* v) {
   const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));
   _mm256_storeu_pd(acc, _mm256_add_pd(_mm256_loadu_pd(acc), _mm256_mul_pd(lo, lo)));
   _mm256_storeu_pd(acc + 4, _mm256_add_pd(_mm256_loadu_pd(acc + 4), _mm256_mul_pd(hi, hi)));
+}
+
+// the same over R rows in order: acc[j] = ((acc[j] + v[0][j]^2) + v[1][j]^2) + ...
+template <int R>
+inline void acc_squares8_rows(double* acc, const F8* v) {
+  __m256d lo_acc = _mm256_loadu_pd(acc), hi_acc = _mm256_loadu_pd(acc + 4);
+  for (int r = 0; r < R; ++r) {
+    const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v[r]));
+    const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v[r], 1));
+    lo_acc = _mm256_add_pd(lo_acc, _mm256_mul_pd(lo, lo));
+    hi_acc = _mm256_add_pd(hi_acc, _mm256_mul_pd(hi, hi));
+  }
+  _mm256_storeu_pd(acc, lo_acc);
+  _mm256_storeu_pd(acc + 4, hi_acc);
 }
 
 #else  // portable scalar fallback
@@ -152,6 +180,20 @@ inline F8 conflict(F8 f, F8 a) {
   return map2(f, a, [](float x, float y) { return mbool((x > 0 && y < 0) || (x < 0 && y > 0)); });
 }
 
+struct Cnt {
+  int32_t v[8];
+};
+inline Cnt cnt_zero() { return Cnt{{0, 0, 0, 0, 0, 0, 0, 0}}; }
+inline Cnt cnt_add(Cnt c, F8 m) {
+  for (int j = 0; j < 8; ++j) c.v[j] += static_cast<int32_t>(ubits(m.v[j]) >> 31);
+  return c;
+}
+inline int64_t cnt_sum(Cnt c) {
+  int64_t s = 0;
+  for (int32_t x : c.v) s += x;
+  return s;
+}
+
 inline F8 load8(const float* p) {
   F8 r;
   std::memcpy(r.v, p, sizeof(r.v));
@@ -180,6 +222,10 @@ inline void acc_squares8(double* acc, const float* v) {
     const double d = static_cast<double>(v[j]);
     acc[j] = acc[j] + d * d;
   }
+}
+template <int R>
+inline void acc_squares8_rows(double* acc, const F8* v) {
+  for (int r = 0; r < R; ++r) acc_squares8(acc, v[r].v);
 }
 
 #endif

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny_models import load_model, saved_model
 
 import smfa_core
 from smfa_core.names import match_names
-from tiny_models import load_model, saved_model
 
 peft = pytest.importorskip("peft")
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import build_model
 
 import smfa_core
 from smfa_core.errors import SmfaError
-from tiny_models import build_model
 
 
 def test_tensor_deltas_bit_exact():

@@ -69,9 +69,6 @@ class SMFA(MFA):
 
 
 def _summary(report: dict) -> dict:
-    tensors = report.get("tensors") if isinstance(report, dict) else None
-    if not isinstance(tensors, dict) or not tensors:
-        return {"engine": report.get("engine") if isinstance(report, dict) else None}
-    numel = sum(t["numel"] for t in tensors.values())
-    masked = sum(t["masked"] for t in tensors.values())
-    return {"engine": report.get("engine"), "tensors": len(tensors), "masked_pct": 100.0 * masked / max(numel, 1)}
+    totals = report["totals"]
+    return {"engine": "smfa_core.sculpt", "backend": report["backend"], "tensors": totals["tensors"],
+            "masked_pct": totals["masked_pct"]}

@@ -48,6 +48,6 @@ def test_example_plugin_round_trip(npo_installed, tiny_model, text_data, tmp_pat
     assert (out / "model" / "config.json").exists() and (out / "delta" / "adapter_config.json").exists()
 
     # With SMFA_PLUGINS="" the installed plugin stays out.
-    env[ "SMFA_PLUGINS"] = ""
+    env["SMFA_PLUGINS"] = ""
     listed = subprocess.run([*SMFA, "methods", "--json"], capture_output=True, text=True, env=env, timeout=300)
     assert "npo" not in {r["name"] for r in json.loads(listed.stdout)}

@@ -130,23 +130,8 @@ void sumsq_impl(const T* x, const T* xb, int64_t n, double* out) {
     for (int64_t l = 0; l < kLanes; ++l) acc[l] = 0.0;
     const int64_t start = b * kBlock;
     const int64_t len = std::min(kBlock, n - start);
-    int64_t r0 = 0;
-    // Full groups of 4 rows straight from the input, the 8-lane accumulators held in
-    // registers across the 4 rows (the per-lane order is unchanged: row by row).
-    constexpr int kRows = 4;
-    for (; r0 + kRows * kLanes <= len; r0 += kRows * kLanes) {
-      const T* p = x + start + r0;
-      for (int64_t l = 0; l < kLanes; l += 8) {
-        simd::F8 v[kRows];
-        for (int r = 0; r < kRows; ++r) {
-          v[r] = simd::load8(p + r * kLanes + l);
-          if constexpr (HAS_BASE) v[r] = simd::sub(v[r], simd::load8(xb + start + r0 + r * kLanes + l));
-        }
-        simd::acc_squares8_rows<kRows>(acc + l, v);
-      }
-    }
     alignas(64) float row[kLanes];
-    for (; r0 < len; r0 += kLanes) {
+    for (int64_t r0 = 0; r0 < len; r0 += kLanes) {
       const int64_t rl = std::min(kLanes, len - r0);
       // Missing elements of a partial last row decode to +0.0: acc + 0.0 == acc, bit for
       // bit, for every acc this can hold (+0.0, positive, +inf, NaN), like the reference's pad.

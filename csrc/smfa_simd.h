@@ -107,20 +107,6 @@ inline void acc_squares8(double* acc, const float* v) {
   _mm256_storeu_pd(acc + 4, _mm256_add_pd(_mm256_loadu_pd(acc + 4), _mm256_mul_pd(hi, hi)));
 }
 
-// the same over R rows in order: acc[j] = ((acc[j] + v[0][j]^2) + v[1][j]^2) + ...
-template <int R>
-inline void acc_squares8_rows(double* acc, const F8* v) {
-  __m256d lo_acc = _mm256_loadu_pd(acc), hi_acc = _mm256_loadu_pd(acc + 4);
-  for (int r = 0; r < R; ++r) {
-    const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v[r]));
-    const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v[r], 1));
-    lo_acc = _mm256_add_pd(lo_acc, _mm256_mul_pd(lo, lo));
-    hi_acc = _mm256_add_pd(hi_acc, _mm256_mul_pd(hi, hi));
-  }
-  _mm256_storeu_pd(acc, lo_acc);
-  _mm256_storeu_pd(acc + 4, hi_acc);
-}
-
 #else  // portable scalar fallback
 
 constexpr const char* kIsa = "scalar";
@@ -222,10 +208,6 @@ inline void acc_squares8(double* acc, const float* v) {
     const double d = static_cast<double>(v[j]);
     acc[j] = acc[j] + d * d;
   }
-}
-template <int R>
-inline void acc_squares8_rows(double* acc, const F8* v) {
-  for (int r = 0; r < R; ++r) acc_squares8(acc, v[r].v);
 }
 
 #endif

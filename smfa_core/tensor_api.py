@@ -78,12 +78,15 @@ def sculpt_tensor(
     base: torch.Tensor | None = None,
     rho: float | None = None,
     name: str = "tensor",
+    out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, TensorStats]:
     """Sculpt the forget delta `f` against the anchor `a` (DESIGN §3).
 
     Returns (out, stats): out is the sculpted delta in f's dtype, or, with `base`, the
     merged weight round(base + sculpted) in base's dtype. `rho` overrides the per-tensor
-    rho (the engine passes the global one for --rho-scope global).
+    rho (the engine passes the global one for --rho-scope global). `out`: a contiguous
+    buffer of the result's shape and dtype to write into (reuse it to skip the page faults of
+    a fresh allocation; it may be `base` itself for an in-place merge).
     """
     check_k(k)
     imode = check_mode(mode)
@@ -105,7 +108,13 @@ def sculpt_tensor(
     r = rho_of(ssf, ssa, eps) if rho is None else rho
     t = threshold(k, r)
     wc = None if base is None else base.contiguous().view(-1)
-    out = torch.empty_like(fc if wc is None else wc)
-    counts = be.sculpt_chunk(fc, None, ac, None, t, imode, wc, out, None).tolist()
+    like = fc if wc is None else wc
+    if out is None:
+        out = torch.empty_like(like)
+    elif out.dtype != like.dtype or out.numel() != like.numel() or not out.is_contiguous() \
+            or out.device != like.device:
+        raise SmfaError(f"{name}: out must be a contiguous {like.dtype} tensor of {like.numel()} elements "
+                        f"on {like.device}")
+    counts = be.sculpt_chunk(fc, None, ac, None, t, imode, wc, out.view(-1), None).tolist()
     stats = TensorStats(f.numel(), math.sqrt(ssf), math.sqrt(ssa), r, t, int(counts[0]), int(counts[1]))
     return out.view(f.shape), stats

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import torch
 
-from .. import _ops  # noqa: F401  (defines the op schemas)
+from .. import _ext  # noqa: F401  (op schemas + loads smfa_core._C, which registers the kernels)
 
 NAME = "cpu"
 DEVICES = ("cpu",)
 
 
 def available() -> tuple[bool, str]:
-    from .. import _ext
-
     if _ext.C is None:
         return False, f"smfa_core._C not built ({_ext.error})"
     return True, f"C++/OpenMP, {torch.get_num_threads()} threads"

@@ -23,6 +23,7 @@ from ._ops import BLOCK, MODES
 from .atomic import AtomicOutput
 from .backends import get_backend
 from .errors import SmfaError
+from .names import match_names
 from .report import Report
 from .safetensors_io import Checkpoint, SafetensorsWriter, write_index
 from .sources import DeltaSource, open_source
@@ -209,9 +210,35 @@ def _open_inputs(forget: str, anchor: str | None, base: str | None, forget_kind:
     fsrc = open_source(forget, kind=forget_kind, base=base_ckpt, target_names=targets, label="forget")
     asrc = None
     if anchor is not None:
-        asrc = open_source(anchor, kind=anchor_kind, base=base_ckpt,
-                           target_names=targets if targets is not None else fsrc.names(), label="anchor")
+        asrc = open_source(anchor, kind=anchor_kind, base=base_ckpt, target_names=targets, label="anchor")
+        if targets is None:  # no base: pair the anchor's tensors with the forget delta's names
+            pairs = match_names(fsrc.names(), asrc.names(), source_label=f"forget ({forget})",
+                                target_label=f"anchor ({anchor})", strict=False)
+            asrc = _Renamed(asrc, pairs)
     return fsrc, asrc, base_ckpt
+
+
+class _Renamed(DeltaSource):
+    """A source seen under other names (forget name -> the source's own name)."""
+
+    def __init__(self, src: DeltaSource, names: dict[str, str]) -> None:
+        self._src, self._own = src, names
+        self.path, self.kind = src.path, src.kind
+
+    def names(self) -> list[str]:
+        return list(self._own)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self._src.shape(self._own[name])
+
+    def dtype(self, name: str) -> torch.dtype:
+        return self._src.dtype(self._own[name])
+
+    def read(self, name: str, start: int, stop: int):
+        return self._src.read(self._own[name], start, stop)
+
+    def close(self) -> None:
+        self._src.close()
 
 
 def sculpt(

@@ -77,8 +77,11 @@ def match_names(
     *,
     source_label: str = "source",
     target_label: str = "target",
+    strict: bool = True,
 ) -> dict[str, str]:
     """Map every source name onto a distinct target name, or raise SmfaError.
+
+    With strict=False, sources without a counterpart are left out of the result instead.
 
     Order of preference per source: identity, known rewrites (see module doc), unambiguous dotted
     suffix (one name is the other with a module-path prefix, on raw or canonical names).
@@ -148,7 +151,7 @@ def match_names(
             )
         else:
             unmatched.append(s)
-    if unmatched:
+    if unmatched and strict:
         s = unmatched[0]
         more = f" (and {len(unmatched) - 1} more {source_label} tensors)" if len(unmatched) > 1 else ""
         near = [t for t in targets if t.rsplit(".", 1)[-1] == s.rsplit(".", 1)[-1]] or targets

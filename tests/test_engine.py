@@ -247,3 +247,17 @@ def test_parse_sweep():
     for bad in ("0:1", "a:b:c", "1:0:0.1", "0:1:0", "-1,2"):
         with pytest.raises(SmfaError):
             parse_sweep(bad)
+
+
+def test_anchor_with_extra_and_differently_prefixed_tensors(tmp_path):
+    f, a = _deltas()
+    save_file(f, tmp_path / "f.safetensors")
+    a2 = {f"model.{n}": v for n, v in a.items()}  # another prefix, matched by module path
+    a2["model.layers.9.mlp.up_proj.weight"] = torch.ones(3, 3, dtype=torch.bfloat16)  # not in forget
+    save_file(a2, tmp_path / "a.safetensors")
+    smfa_core.sculpt(str(tmp_path / "f.safetensors"), str(tmp_path / "a.safetensors"), k=0.8, out=str(tmp_path / "o"))
+    got = load_file(tmp_path / "o" / "delta.safetensors")
+    exp = _expected(f, a, 0.8)
+    assert set(got) == set(f)
+    for n in exp:
+        assert _bits_equal(got[n], exp[n]), n

@@ -121,23 +121,65 @@ DecodeFn pick_decoder(at::ScalarType s, bool has_base) {
 
 // ---------------------------------------------------------------- sumsq_blocks
 
+// The canonical order fixes, per lane, a sequential sum over the rows. Walking a block row
+// by row would need all 256 fp64 lane accumulators (64 ymm) live at once, i.e. a load and a
+// store of accumulators per 4 elements. Instead a block is walked one GROUP of kGroup = 32
+// lanes at a time (8 x 4 fp64 accumulators that stay in registers) over all its rows, then
+// the next group: the same sequence of adds per lane, so the same bits. A group of 32 bf16
+// lanes is one 64-byte line per row, so every line of the block is still read exactly once.
+constexpr int64_t kGroup = 32;
+static_assert(kLanes % kGroup == 0, "groups tile the lanes");
+
+template <typename T, bool HAS_BASE>
+inline void sumsq_group(const T* x, const T* xb, int64_t rows, double* acc) {
+  simd::D4 a0 = simd::d4_zero(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* p = x + r * kLanes;
+    simd::F8 v0 = simd::load8(p), v1 = simd::load8(p + 8), v2 = simd::load8(p + 16),
+             v3 = simd::load8(p + 24);
+    if constexpr (HAS_BASE) {
+      const T* q = xb + r * kLanes;
+      v0 = simd::sub(v0, simd::load8(q));
+      v1 = simd::sub(v1, simd::load8(q + 8));
+      v2 = simd::sub(v2, simd::load8(q + 16));
+      v3 = simd::sub(v3, simd::load8(q + 24));
+    }
+    simd::acc_sq8(a0, a1, v0);
+    simd::acc_sq8(a2, a3, v1);
+    simd::acc_sq8(a4, a5, v2);
+    simd::acc_sq8(a6, a7, v3);
+  }
+  simd::d4_store(acc, a0);
+  simd::d4_store(acc + 4, a1);
+  simd::d4_store(acc + 8, a2);
+  simd::d4_store(acc + 12, a3);
+  simd::d4_store(acc + 16, a4);
+  simd::d4_store(acc + 20, a5);
+  simd::d4_store(acc + 24, a6);
+  simd::d4_store(acc + 28, a7);
+}
+
 template <typename T, bool HAS_BASE>
 void sumsq_impl(const T* x, const T* xb, int64_t n, double* out) {
   const int64_t nblocks = (n + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static) num_threads(threads_for(n, nblocks))
   for (int64_t b = 0; b < nblocks; ++b) {
     alignas(64) double acc[kLanes];
-    for (int64_t l = 0; l < kLanes; ++l) acc[l] = 0.0;
     const int64_t start = b * kBlock;
     const int64_t len = std::min(kBlock, n - start);
-    alignas(64) float row[kLanes];
-    for (int64_t r0 = 0; r0 < len; r0 += kLanes) {
-      const int64_t rl = std::min(kLanes, len - r0);
-      // Missing elements of a partial last row decode to +0.0: acc + 0.0 == acc, bit for
-      // bit, for every acc this can hold (+0.0, positive, +inf, NaN), like the reference's pad.
+    const int64_t full_rows = len / kLanes;
+    for (int64_t g = 0; g < kLanes; g += kGroup) {
+      sumsq_group<T, HAS_BASE>(x + start + g, HAS_BASE ? xb + start + g : nullptr, full_rows,
+                               acc + g);
+    }
+    const int64_t r0 = full_rows * kLanes;
+    if (r0 < len) {  // the partial last row, after all full rows of every lane
+      alignas(64) float row[kLanes];
+      const int64_t rl = len - r0;
+      // Missing elements decode to +0.0: acc + 0.0 == acc, bit for bit, for every acc this
+      // can hold (+0.0, positive, +inf, NaN), like the reference's pad.
       decode<T, HAS_BASE>(x + start + r0, HAS_BASE ? xb + start + r0 : nullptr, rl, row);
       for (int64_t z = (rl + 7) & ~int64_t(7); z < kLanes; ++z) row[z] = 0.0f;
-      // lane l accumulates sequentially over rows: acc[l] = acc[l] + double(v)^2 (exact square)
       for (int64_t l = 0; l < kLanes; l += 8) simd::acc_squares8(acc + l, row + l);
     }
     for (int64_t width = kLanes / 2; width >= 1; width /= 2) {  // fixed halving tree
@@ -243,6 +285,144 @@ StageFn pick_stage(at::ScalarType s, bool has_w, int64_t mode) {
   }
 }
 
+#ifdef SMFA_SIMD_AVX2
+// ---- direct path: bf16 f, bf16 a (no bases), bf16 out, optional bf16 w (AVX2 only).
+// The common case (checkpoints and the engine's output all bf16) without the fp32 tile
+// buffers: 16 elements per step straight from the inputs. The bf16 -> fp32 widening is
+// an unpack with zero (in-lane order), so the two halves hold elements {0-3, 8-11} and
+// {4-7, 12-15}; packing them back (packs/packus) restores element order. Without w the
+// output is a bit select on f's bf16 bits (M ? +0 : f, exact), except that a NaN f is
+// written as torch's fp32 -> bf16 NaN (nan_bits), as the reference does.
+
+// 16 elements: returns the 16 output bf16 values; c16 / m16 get the C / M masks, one
+// all-ones 16-bit lane per true element, in element order.
+template <bool HAS_W, int MODE>
+inline __m256i bf16_step(__m256i fx, __m256i ax, __m256i wx, __m256 t, __m256i nanv,
+                         __m256i& c16, __m256i& m16) {
+  const __m256i z = _mm256_setzero_si256();
+  const __m256 flo = _mm256_castsi256_ps(_mm256_unpacklo_epi16(z, fx));
+  const __m256 fhi = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, fx));
+  const __m256 alo = _mm256_castsi256_ps(_mm256_unpacklo_epi16(z, ax));
+  const __m256 ahi = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, ax));
+  const __m256 clo = simd::conflict(flo, alo), chi = simd::conflict(fhi, ahi);
+  __m256 mlo, mhi;
+  if constexpr (MODE == 0) {
+    mlo = mhi = _mm256_setzero_ps();
+  } else if constexpr (MODE == 1) {
+    mlo = clo;
+    mhi = chi;
+  } else {  // R: one fp32 multiply, then compare (no FMA)
+    const __m256 rlo = simd::cmp_lt(simd::mul(t, simd::abs(alo)), simd::abs(flo));
+    const __m256 rhi = simd::cmp_lt(simd::mul(t, simd::abs(ahi)), simd::abs(fhi));
+    mlo = MODE == 3 ? _mm256_and_ps(clo, rlo) : rlo;
+    mhi = MODE == 3 ? _mm256_and_ps(chi, rhi) : rhi;
+  }
+  c16 = _mm256_packs_epi32(_mm256_castps_si256(clo), _mm256_castps_si256(chi));
+  m16 = _mm256_packs_epi32(_mm256_castps_si256(mlo), _mm256_castps_si256(mhi));
+  if constexpr (!HAS_W) {
+    const __m256i sel = _mm256_andnot_si256(m16, fx);  // M ? +0 : f (bits)
+    const __m256i mag = _mm256_and_si256(fx, _mm256_set1_epi16(0x7FFF));
+    const __m256i isnan = _mm256_cmpgt_epi16(mag, _mm256_set1_epi16(0x7F80));
+    return _mm256_blendv_epi8(sel, nanv, isnan);
+  } else {
+    const __m256 wlo = _mm256_castsi256_ps(_mm256_unpacklo_epi16(z, wx));
+    const __m256 whi = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, wx));
+    const __m256 slo = _mm256_add_ps(wlo, _mm256_andnot_ps(mlo, flo));  // w + sculpted
+    const __m256 shi = _mm256_add_ps(whi, _mm256_andnot_ps(mhi, fhi));
+    const __m256i nan32 = _mm256_and_si256(nanv, _mm256_set1_epi32(0xFFFF));
+    auto round = [&](__m256 v) {  // fp32 -> bf16 bits in the low half, RNE, NaN -> nan bits
+      const __m256i u = _mm256_castps_si256(v);
+      const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+      __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7FFF), lsb));
+      r = _mm256_srli_epi32(r, 16);
+      const __m256i isnan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+      return _mm256_blendv_epi8(r, nan32, isnan);
+    };
+    return _mm256_packus_epi32(round(slo), round(shi));
+  }
+}
+
+// element-ordered mask bits of 16 16-bit mask lanes
+inline unsigned bits16(__m256i m16) {
+  const unsigned b = static_cast<unsigned>(_mm256_movemask_epi8(_mm256_packs_epi16(m16, m16)));
+  return (b & 0xFFu) | ((b >> 8) & 0xFF00u);
+}
+
+inline int64_t hsum16(__m256i cnt) {  // sum of 16 uint16 counters (each < 2^15)
+  const __m256i s = _mm256_madd_epi16(cnt, _mm256_set1_epi16(1));
+  const __m128i q = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+  const __m128i h = _mm_add_epi32(q, _mm_shuffle_epi32(q, 0x4E));
+  return _mm_cvtsi128_si32(_mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1)));
+}
+
+// One range [0, len) of the direct path; bits (if any) start at a byte boundary.
+template <bool HAS_W, bool HAS_BITS, int MODE>
+void sculpt_bf16_direct(const uint16_t* f, const uint16_t* a, const uint16_t* w, uint16_t* out,
+                        int64_t len, float t, uint16_t nan_bits, uint8_t* bits, int64_t& cc,
+                        int64_t& cm) {
+  const __m256 tv = _mm256_set1_ps(t);
+  const __m256i nanv = _mm256_set1_epi16(static_cast<short>(nan_bits));
+  // Counts in 16-bit vector lanes (masks are -1): at most len / 16 per lane.
+  static_assert(kTile / 16 < 32768, "16-bit counters per tile");
+  __m256i cv = _mm256_setzero_si256(), mv = _mm256_setzero_si256(), c16, m16;
+  const int64_t full = len & ~int64_t(15);
+  for (int64_t i = 0; i < full; i += 16) {
+    const __m256i fx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(f + i));
+    const __m256i ax = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i));
+    __m256i wx = _mm256_setzero_si256();
+    if constexpr (HAS_W) wx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i));
+    const __m256i o = bf16_step<HAS_W, MODE>(fx, ax, wx, tv, nanv, c16, m16);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), o);
+    cv = _mm256_sub_epi16(cv, c16);
+    mv = _mm256_sub_epi16(mv, m16);
+    if constexpr (HAS_BITS) {
+      const uint16_t mb16 = static_cast<uint16_t>(bits16(m16));
+      std::memcpy(bits + (i >> 3), &mb16, 2);
+    }
+  }
+  if (full < len) {  // zero padding: f = a = +0 is never C, never R, so never counted
+    const int64_t rem = len - full;
+    alignas(32) uint16_t tf[16] = {}, ta[16] = {}, tw[16] = {}, to[16];
+    std::memcpy(tf, f + full, rem * 2);
+    std::memcpy(ta, a + full, rem * 2);
+    if constexpr (HAS_W) std::memcpy(tw, w + full, rem * 2);
+    const __m256i o = bf16_step<HAS_W, MODE>(
+        _mm256_load_si256(reinterpret_cast<const __m256i*>(tf)),
+        _mm256_load_si256(reinterpret_cast<const __m256i*>(ta)),
+        _mm256_load_si256(reinterpret_cast<const __m256i*>(tw)), tv, nanv, c16, m16);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(to), o);
+    std::memcpy(out + full, to, rem * 2);
+    cv = _mm256_sub_epi16(cv, c16);
+    mv = _mm256_sub_epi16(mv, m16);
+    if constexpr (HAS_BITS) {
+      const unsigned mb = bits16(m16);
+      bits[full >> 3] = static_cast<uint8_t>(mb);
+      if (rem > 8) bits[(full >> 3) + 1] = static_cast<uint8_t>(mb >> 8);
+    }
+  }
+  cc += hsum16(cv);
+  cm += hsum16(mv);
+}
+
+using DirectFn = void (*)(const uint16_t*, const uint16_t*, const uint16_t*, uint16_t*, int64_t,
+                          float, uint16_t, uint8_t*, int64_t&, int64_t&);
+
+template <bool HAS_W, bool HAS_BITS>
+DirectFn pick_direct_mode(int64_t mode) {
+  switch (mode) {
+    case 0: return &sculpt_bf16_direct<HAS_W, HAS_BITS, 0>;
+    case 1: return &sculpt_bf16_direct<HAS_W, HAS_BITS, 1>;
+    case 2: return &sculpt_bf16_direct<HAS_W, HAS_BITS, 2>;
+    default: return &sculpt_bf16_direct<HAS_W, HAS_BITS, 3>;
+  }
+}
+
+DirectFn pick_direct(bool has_w, bool has_bits, int64_t mode) {
+  if (has_w) return has_bits ? pick_direct_mode<true, true>(mode) : pick_direct_mode<true, false>(mode);
+  return has_bits ? pick_direct_mode<false, true>(mode) : pick_direct_mode<false, false>(mode);
+}
+#endif  // SMFA_SIMD_AVX2
+
 // Large outputs are usually freshly allocated (never touched): ask for transparent huge
 // pages before the first write. On small VMs a 4 KiB page fault costs microseconds, so the
 // faults of a fresh 128 MB output cost more than the kernel itself; with 2 MiB pages they
@@ -308,6 +488,28 @@ at::Tensor sculpt_chunk_cpu(const at::Tensor& f, const std::optional<at::Tensor>
 
   const int64_t ntiles = (n + kTile - 1) / kTile;
   int64_t cc = 0, cm = 0;
+#ifdef SMFA_SIMD_AVX2
+  if (f.scalar_type() == at::kBFloat16 && a.scalar_type() == at::kBFloat16 &&
+      out.scalar_type() == at::kBFloat16 && !f_base.has_value() && !a_base.has_value()) {
+    const DirectFn direct = pick_direct(w.has_value(), bits != nullptr, mode);
+    const auto* f16 = static_cast<const uint16_t*>(f.data_ptr());
+    const auto* a16 = static_cast<const uint16_t*>(a.data_ptr());
+    const auto* w16 = w.has_value() ? static_cast<const uint16_t*>(w->data_ptr()) : nullptr;
+    auto* o16 = static_cast<uint16_t*>(out.data_ptr());
+    const float tf = static_cast<float>(t);
+    const uint16_t nb = p.bf16_nan;
+#pragma omp parallel for schedule(static) reduction(+ : cc, cm) num_threads(threads_for(n, ntiles))
+    for (int64_t tile = 0; tile < ntiles; ++tile) {
+      const int64_t s = tile * kTile;
+      direct(f16 + s, a16 + s, w16 ? w16 + s : nullptr, o16 + s, std::min(kTile, n - s), tf, nb,
+             bits ? bits + s / 8 : nullptr, cc, cm);
+    }
+    at::Tensor counts = at::empty({2}, f.options().dtype(at::kLong));
+    counts.data_ptr<int64_t>()[0] = cc;
+    counts.data_ptr<int64_t>()[1] = cm;
+    return counts;
+  }
+#endif
 #pragma omp parallel for schedule(static) reduction(+ : cc, cm) num_threads(threads_for(n, ntiles))
   for (int64_t tile = 0; tile < ntiles; ++tile) {
     alignas(64) float fbuf[kTile];

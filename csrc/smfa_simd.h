@@ -107,6 +107,18 @@ inline void acc_squares8(double* acc, const float* v) {
   _mm256_storeu_pd(acc + 4, _mm256_add_pd(_mm256_loadu_pd(acc + 4), _mm256_mul_pd(hi, hi)));
 }
 
+// fp64 accumulators for the norms: acc_sq8(lo, hi, v) does lo[j] = lo[j] + double(v[j])^2
+// (j < 4) and hi[j] = hi[j] + double(v[4 + j])^2: an exact square, then one fp64 add (no FMA).
+using D4 = __m256d;
+inline D4 d4_zero() { return _mm256_setzero_pd(); }
+inline void d4_store(double* p, D4 v) { _mm256_storeu_pd(p, v); }
+inline void acc_sq8(D4& lo, D4& hi, F8 x) {
+  const __m256d l = _mm256_cvtps_pd(_mm256_castps256_ps128(x));
+  const __m256d h = _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));
+  lo = _mm256_add_pd(lo, _mm256_mul_pd(l, l));
+  hi = _mm256_add_pd(hi, _mm256_mul_pd(h, h));
+}
+
 #else  // portable scalar fallback
 
 constexpr const char* kIsa = "scalar";
@@ -207,6 +219,19 @@ inline void acc_squares8(double* acc, const float* v) {
   for (int j = 0; j < 8; ++j) {
     const double d = static_cast<double>(v[j]);
     acc[j] = acc[j] + d * d;
+  }
+}
+
+struct D4 {
+  double v[4];
+};
+inline D4 d4_zero() { return D4{{0.0, 0.0, 0.0, 0.0}}; }
+inline void d4_store(double* p, D4 v) { std::memcpy(p, v.v, sizeof(v.v)); }
+inline void acc_sq8(D4& lo, D4& hi, F8 x) {
+  for (int j = 0; j < 4; ++j) {
+    const double l = static_cast<double>(x.v[j]), h = static_cast<double>(x.v[4 + j]);
+    lo.v[j] = lo.v[j] + l * l;
+    hi.v[j] = hi.v[j] + h * h;
   }
 }
 

@@ -25,6 +25,8 @@ def _common(fn):
                      help="A forget tensor absent from the anchor: error, or keep it unmasked."),
         click.option("--forget-kind", type=KINDS, default="auto", show_default=True),
         click.option("--anchor-kind", type=KINDS, default="auto", show_default=True),
+        click.option("--device", default="cpu", show_default=True,
+                     help="Where the kernels run: cpu, cuda, cuda:N (chunks stream through pinned buffers)."),
         click.option("--base", type=click.Path(), default=None,
                      help="Base model (HF checkpoint dir or .safetensors): needed for merged output and checkpoint deltas."),
     ]
@@ -55,7 +57,7 @@ def _progress_default() -> bool:
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
 @user_errors
 def sculpt(forget, anchor, k, out, emit, mode, eps, rho_scope, backend, chunk_mb, missing_anchor, forget_kind,
-           anchor_kind, base, delta_dtype, report_path, overwrite, as_json, progress):
+           anchor_kind, device, base, delta_dtype, report_path, overwrite, as_json, progress):
     """Mask the entries of ΔW_f that conflict with ΔW_a and dominate it; write delta/merged/mask."""
     import smfa_core
 
@@ -63,7 +65,7 @@ def sculpt(forget, anchor, k, out, emit, mode, eps, rho_scope, backend, chunk_mb
         forget, anchor, k=k, out=out, base=base, emit=list(emit) or None, mode=mode, eps=eps,
         rho_scope=rho_scope, backend=backend, chunk_mb=chunk_mb, missing_anchor=missing_anchor,
         forget_kind=forget_kind, anchor_kind=anchor_kind, delta_dtype=delta_dtype, overwrite=overwrite,
-        report_path=report_path, progress=_progress_default() if progress is None else progress,
+        report_path=report_path, progress=_progress_default() if progress is None else progress, device=device,
     )
     click.echo(json.dumps(report.as_dict(), indent=1) if as_json else report.summary())
     if not as_json:
@@ -77,16 +79,18 @@ def sculpt(forget, anchor, k, out, emit, mode, eps, rho_scope, backend, chunk_mb
 @click.option("--delta-kind", type=KINDS, default="auto", show_default=True)
 @click.option("--backend", type=BACKENDS, default="auto", show_default=True)
 @click.option("--chunk-mb", type=float, default=64, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--overwrite", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--progress/--no-progress", default=None)
 @user_errors
-def merge(base, delta, out, delta_kind, backend, chunk_mb, overwrite, as_json, progress):
+def merge(base, delta, out, delta_kind, backend, chunk_mb, device, overwrite, as_json, progress):
     """Merge any delta into a base model, out of core: W + ΔW, one rounding."""
     import smfa_core
 
     report = smfa_core.merge(base, delta, out=out, forget_kind=delta_kind, backend=backend, chunk_mb=chunk_mb,
-                             overwrite=overwrite, progress=_progress_default() if progress is None else progress)
+                             overwrite=overwrite, progress=_progress_default() if progress is None else progress,
+                             device=device)
     click.echo(json.dumps(report.as_dict(), indent=1) if as_json else
                f"merged {len(report.tensors)} tensors into {out} in {report.seconds:.1f}s")
 
@@ -102,7 +106,7 @@ def merge(base, delta, out, delta_kind, backend, chunk_mb, overwrite, as_json, p
 @click.option("--progress/--no-progress", default=None)
 @user_errors
 def inspect(forget, anchor, k_sweep, eps, rho_scope, backend, chunk_mb, missing_anchor, forget_kind, anchor_kind,
-            base, plot, as_json, out_json, progress):
+            device, base, plot, as_json, out_json, progress):
     """Masked fraction for every k in one pass (per layer and overall)."""
     from smfa_core.engine import inspect as run_inspect
     from smfa_core.engine import parse_sweep, plot_sweep
@@ -110,7 +114,8 @@ def inspect(forget, anchor, k_sweep, eps, rho_scope, backend, chunk_mb, missing_
     ks = parse_sweep(k_sweep)
     res = run_inspect(forget, anchor, ks=ks, base=base, eps=eps, rho_scope=rho_scope, backend=backend,
                       chunk_mb=chunk_mb, missing_anchor=missing_anchor, forget_kind=forget_kind,
-                      anchor_kind=anchor_kind, progress=_progress_default() if progress is None else progress)
+                      anchor_kind=anchor_kind, progress=_progress_default() if progress is None else progress,
+                      device=device)
     if out_json:
         with open(out_json, "w") as fh:
             json.dump(res, fh, indent=1)

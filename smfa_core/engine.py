@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from .atomic import AtomicOutput
 from .backends import get_backend
 from .errors import SmfaError
 from .names import match_names
+from .placement import Placement
 from .report import Report
 from .safetensors_io import Checkpoint, SafetensorsWriter, write_index
 from .sources import DeltaSource, open_source
@@ -122,11 +124,14 @@ def _plan(fsrc: DeltaSource, asrc: DeltaSource | None, base: Checkpoint | None,
     return items
 
 
-def _sumsq(src: DeltaSource, item: _Item, be, step: int, label: str, bar) -> float:
+def _sumsq(src: DeltaSource, item: _Item, be, step: int, label: str, bar, pl: Placement) -> float:
     sums = []
-    for s, e in _ranges(item.numel, step):
+    for i, (s, e) in enumerate(_ranges(item.numel, step)):
+        slot = i % pl.depth
+        pl.sync(slot)  # the slot's staging buffers are free again
         x, xb = src.read(item.name, s, e)
-        sums.append(be.sumsq_blocks(x, xb))
+        sums.append(be.sumsq_blocks(pl.put(slot, "x", x), pl.put(slot, "xb", xb)))
+        pl.record(slot)
         nbytes = (e - s) * x.element_size() * (1 if xb is None else 2)
         bar.update(nbytes)
         bar.bytes_read += nbytes
@@ -263,12 +268,16 @@ def sculpt(
     report_path: str | None = None,
     progress: bool = False,
     command: str = "sculpt",
+    device: str = "cpu",
+    _staged: bool | None = None,
 ) -> Report:
     """Sculpt the forget delta against the anchor and write `emit` outputs into `out`.
 
     emit: any of "delta" (sculpted dense delta), "merged" (HF checkpoint: base + sculpted,
     needs `base`), "mask" (bit-packed masks). Default: merged with a base, else delta.
     `anchor=None` merges the forget delta unmasked (the `smfa merge` command).
+    `device` ("cpu", "cuda", "cuda:1"): where the kernels run; on a GPU chunks stream through
+    pinned buffers, two in flight (see placement.py); memory stays bounded by chunk_mb.
     Returns the report, also written to OUT/smfa_report.json (and report_path if given).
     """
     t0 = time.perf_counter()
@@ -295,7 +304,8 @@ def sculpt(
     if os.path.exists(out) and not overwrite:
         raise SmfaError(f"--out {out} exists; pass --overwrite to replace it")
 
-    be = get_backend(backend, "cpu")
+    pl = Placement(device, staged=_staged)
+    be = get_backend(backend, pl.device.type)
     step = chunk_elems(chunk_mb)
     fsrc, asrc, base_ckpt = _open_inputs(forget, anchor, base, forget_kind, anchor_kind)
     try:
@@ -304,7 +314,7 @@ def sculpt(
             command=command,
             options={"k": k, "mode": mode if anchor is not None else "none", "eps": eps,
                      "rho_scope": rho_scope, "emit": list(emits), "chunk_mb": chunk_mb,
-                     "missing_anchor": missing_anchor},
+                     "missing_anchor": missing_anchor, "device": str(pl.device)},
             sources={"forget": {"path": forget, "kind": fsrc.kind},
                      "anchor": None if asrc is None else {"path": anchor, "kind": asrc.kind},
                      "base": base},
@@ -312,7 +322,7 @@ def sculpt(
         )
         with AtomicOutput(out, overwrite=overwrite) as tmp:
             _run(fsrc, asrc, base_ckpt, items, tmp, emits, imode, k, eps, rho_scope, be, step,
-                 out_dtype, max_shard_bytes, progress, report)
+                 out_dtype, max_shard_bytes, progress, report, pl)
             report.seconds = time.perf_counter() - t0
             report.outputs = {e: out for e in emits}
             report.write_json(os.path.join(tmp, "smfa_report.json"))
@@ -328,7 +338,7 @@ def sculpt(
 
 
 def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step, out_dtype,
-         max_shard_bytes, progress, report: Report) -> None:
+         max_shard_bytes, progress, report: Report, pl: Placement) -> None:
     by_name = {it.name: it for it in items}
     need_norms = asrc is not None
     total_bytes = sum(it.numel * 2 for it in items) * (2 if need_norms else 1)
@@ -337,9 +347,9 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
 
     if need_norms and rho_scope == "global":
         for it in items:
-            it.ss_f = _sumsq(fsrc, it, be, step, "forget", bar)
+            it.ss_f = _sumsq(fsrc, it, be, step, "forget", bar, pl)
             if it.has_anchor:
-                it.ss_a = _sumsq(asrc, it, be, step, "anchor", bar)
+                it.ss_a = _sumsq(asrc, it, be, step, "anchor", bar, pl)
         g_rho = rho_of(sum(i.ss_f for i in items), sum(i.ss_a for i in items if i.has_anchor), eps)
         report.extra["rho_global"] = g_rho
 
@@ -371,8 +381,8 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
     def sculpt_item(it: _Item, write_merged) -> None:
         if need_norms and it.has_anchor:
             if rho_scope == "tensor":
-                it.ss_f = _sumsq(fsrc, it, be, step, "forget", bar)
-                it.ss_a = _sumsq(asrc, it, be, step, "anchor", bar)
+                it.ss_f = _sumsq(fsrc, it, be, step, "forget", bar, pl)
+                it.ss_a = _sumsq(asrc, it, be, step, "anchor", bar, pl)
                 rho = rho_of(it.ss_f, it.ss_a, eps)
             else:
                 rho = report.extra["rho_global"]
@@ -380,40 +390,57 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
             mode_i = imode
         else:
             rho, t, mode_i = None, 0.0, MODES["none"]
-        counts = [0, 0]
-        for s, e in _ranges(it.numel, step):
-            n = e - s
+        pending: deque = deque()
+        counts = []
+
+        def finish() -> None:
+            slot, writes, c = pending.popleft()
+            pl.sync(slot)
+            for write, host in writes:
+                write(it.name, host)
+            counts.append(c)
+
+        for i, (s, e) in enumerate(_ranges(it.numel, step)):
+            n, slot = e - s, i % pl.depth
+            if len(pending) == pl.depth:
+                finish()
+
+            def outbuf(role: str, dtype: torch.dtype, _n: int = n, _slot: int = slot) -> torch.Tensor:
+                return pl.out(_slot, role, dtype, _n) if pl.staged else bufs.get(role, dtype, _n)
+
             f, fb = fsrc.read(it.name, s, e)
+            bar.bytes_read += sum(x.numel() * x.element_size() for x in (f, fb) if x is not None)
+            f, fb = pl.put(slot, "f", f), pl.put(slot, "fb", fb)
             if it.has_anchor:
                 a, ab = asrc.read(it.name, s, e)
+                bar.bytes_read += sum(x.numel() * x.element_size() for x in (a, ab) if x is not None)
+                a, ab = pl.put(slot, "a", a), pl.put(slot, "ab", ab)
             else:
                 a, ab = f, fb  # unused by mode none; same shape keeps the kernel simple
-            mask = bufs.get("mask", torch.uint8, (n + 7) // 8) if mask_w is not None else None
-            first = True
+            mask = outbuf("mask", torch.uint8, (n + 7) // 8) if mask_w is not None else None
+            writes = []
+            c = None
             if delta_w is not None:
-                dd = out_dtype or fsrc.dtype(it.name)
-                o = bufs.get("delta", dd, n)
+                o = outbuf("delta", out_dtype or fsrc.dtype(it.name))
                 c = be.sculpt_chunk(f, fb, a, ab, t, mode_i, None, o, mask)
-                delta_w.write(it.name, o)
-                first = False
+                writes.append((delta_w.write, pl.fetch(slot, "delta", o)))
             if write_merged is not None:
                 w_dtype = base.info(it.name).torch_dtype
                 w = base.read_into(it.name, bufs.get("w", w_dtype, n), s, e)
-                o = bufs.get("merged", w_dtype, n)
-                c = be.sculpt_chunk(f, fb, a, ab, t, mode_i, w, o, mask if first else None)
-                write_merged(it.name, o)
-                first = False
-            if first:  # mask only
-                c = be.sculpt_chunk(f, fb, a, ab, t, mode_i, None, bufs.get("delta", torch.float32, n), mask)
-            if mask_w is not None:
-                mask_w.write(it.name, mask)
-            bar.bytes_read += sum(x.numel() * x.element_size() for x in (f, fb, a, ab) if x is not None)
-            if write_merged is not None:
                 bar.bytes_read += w.numel() * w.element_size()
-            cl = c.tolist()
-            counts[0] += int(cl[0])
-            counts[1] += int(cl[1])
+                o = outbuf("merged", w_dtype)
+                c = be.sculpt_chunk(f, fb, a, ab, t, mode_i, pl.put(slot, "w", w), o, mask if c is None else None)
+                writes.append((write_merged, pl.fetch(slot, "merged", o)))
+            if c is None:  # mask only
+                c = be.sculpt_chunk(f, fb, a, ab, t, mode_i, None, outbuf("delta", torch.float32), mask)
+            if mask_w is not None:
+                writes.append((mask_w.write, pl.fetch(slot, "mask", mask)))
+            pl.record(slot)
+            pending.append((slot, writes, c))
             bar.update(n * 2)
+        while pending:
+            finish()
+        counts = torch.stack(counts).sum(0).tolist() if counts else [0, 0]
         numel = it.numel
         report.tensors.append({
             "name": it.name, "shape": list(it.shape), "numel": numel,
@@ -517,30 +544,36 @@ def inspect(
     forget_kind: str = "auto",
     anchor_kind: str = "auto",
     progress: bool = False,
+    device: str = "cpu",
 ) -> dict:
     """Masked fraction (mode both) for every k at once, per tensor, per layer and overall."""
     t0 = time.perf_counter()
     if rho_scope not in ("tensor", "global"):
         raise SmfaError(f"--rho-scope must be tensor or global, got {rho_scope!r}")
-    be = get_backend(backend, "cpu")
+    pl = Placement(device)
+    be = get_backend(backend, pl.device.type)
     step = chunk_elems(chunk_mb)
     fsrc, asrc, base_ckpt = _open_inputs(forget, anchor, base, forget_kind, anchor_kind)
     try:
         items = [it for it in _plan(fsrc, asrc, None, missing_anchor) if it.has_anchor]
         bar = _progress(sum(it.numel for it in items) * 8, progress, "inspect")
         for it in items:
-            it.ss_f = _sumsq(fsrc, it, be, step, "forget", bar)
-            it.ss_a = _sumsq(asrc, it, be, step, "anchor", bar)
+            it.ss_f = _sumsq(fsrc, it, be, step, "forget", bar, pl)
+            it.ss_a = _sumsq(asrc, it, be, step, "anchor", bar, pl)
         g_rho = rho_of(sum(i.ss_f for i in items), sum(i.ss_a for i in items), eps)
         rows = []
         for it in items:
             rho = rho_of(it.ss_f, it.ss_a, eps) if rho_scope == "tensor" else g_rho
-            ts = torch.tensor([threshold(k, rho) for k in ks], dtype=torch.float32)
+            ts = torch.tensor([threshold(k, rho) for k in ks], dtype=torch.float32, device=pl.device)
             counts = torch.zeros(len(ks) + 1, dtype=torch.int64)
-            for s, e in _ranges(it.numel, step):
+            for i, (s, e) in enumerate(_ranges(it.numel, step)):
+                slot = i % pl.depth
+                pl.sync(slot)
                 f, fb = fsrc.read(it.name, s, e)
                 a, ab = asrc.read(it.name, s, e)
-                counts += be.sweep_counts(f, fb, a, ab, ts)
+                counts += be.sweep_counts(pl.put(slot, "f", f), pl.put(slot, "fb", fb), pl.put(slot, "a", a),
+                                          pl.put(slot, "ab", ab), ts).cpu()
+                pl.record(slot)
                 bar.update((e - s) * 4)
             c = counts.tolist()
             rows.append({"name": it.name, "layer": layer_of(it.name), "numel": it.numel, "rho": rho,

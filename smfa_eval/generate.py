@@ -1,7 +1,8 @@
 """Batched greedy generation for any local transformers causal LM or image-text-to-text
 model, with per-item output that an interrupted run resumes from.
 
-Models load with `local_files_only=True`: evaluation never downloads weights.
+Models load through `smfa_methods.models.load_model` (`local_files_only`): evaluation never
+downloads weights.
 """
 
 from __future__ import annotations
@@ -32,39 +33,58 @@ class GenerationError(RuntimeError):
     pass
 
 
+_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def _resolve_dtype(name: str | None, config: dict):
+    """`name` (fp32/bf16/fp16 or a torch dtype name); by default the checkpoint's own dtype,
+    as transformers' dtype="auto" would pick, so a bf16 checkpoint is not doubled to fp32."""
+    import torch
+
+    name = (name or config.get("dtype") or config.get("torch_dtype")
+            or (config.get("text_config") or {}).get("dtype") or "float32")
+    dtype = getattr(torch, _DTYPES.get(name, name), None)
+    if not isinstance(dtype, torch.dtype):
+        raise GenerationError(f"unknown dtype {name!r}; use fp32, bf16 or fp16")
+    return dtype
+
+
 class HFGenerator:
     """Greedy decoding (do_sample=False) with the model's chat template, left padding,
-    stopping at EOS or after `max_new_tokens`."""
+    stopping at EOS or after `max_new_tokens`.
+
+    The model and its tokenizer/processor come from `smfa_methods.models.load_model`, the
+    one place that knows how to load local causal-LM and VLM checkpoints (including
+    processors saved without a video processor). A processor with an image processor
+    makes this a VLM generator; otherwise images are dropped with a warning."""
 
     def __init__(self, model_path: str | Path, max_new_tokens: int = 64, device: str = "cpu",
                  dtype: str | None = None) -> None:
-        import torch
-        import transformers as tf
+        from smfa_methods.errors import MethodError
+        from smfa_methods.models import load_model
 
         path = Path(model_path)
         if not (path / "config.json").is_file():
             raise GenerationError(f"{path}: not a transformers model directory (no config.json)")
-        config = tf.AutoConfig.from_pretrained(path, local_files_only=True)
-        self.is_vlm = getattr(config, "vision_config", None) is not None
-        kw = {"local_files_only": True}
-        if dtype:
-            kw["dtype"] = getattr(torch, dtype)
         try:
-            if self.is_vlm:
-                self.processor = tf.AutoProcessor.from_pretrained(path, local_files_only=True)
-                self.tokenizer = self.processor.tokenizer
-                self.model = tf.AutoModelForImageTextToText.from_pretrained(path, **kw)
-            else:
-                self.processor = None
-                self.tokenizer = tf.AutoTokenizer.from_pretrained(path, local_files_only=True)
-                self.model = tf.AutoModelForCausalLM.from_pretrained(path, **kw)
-        except (OSError, ValueError) as exc:
+            config = json.loads((path / "config.json").read_text())
+            loaded = load_model(path, dtype=_resolve_dtype(dtype, config))
+        except (OSError, ValueError, MethodError) as exc:
             raise GenerationError(f"{path}: cannot load model/processor: {exc}") from None
-        self.model.to(device).eval()
+        proc = loaded.processor
+        self.is_vlm = hasattr(proc, "image_processor")
+        self.processor = proc if self.is_vlm else None
+        self.tokenizer = proc.tokenizer if self.is_vlm else proc
+        self.model = loaded.model.to(device).eval()
         self.device, self.max_new_tokens = device, max_new_tokens
         self.tokenizer.padding_side = "left"  # generation continues from the right edge
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        # Chat models often end a turn with a token other than the tokenizer's EOS (listed
+        # in generation_config); stop at any of them.
+        eos = getattr(self.model.generation_config, "eos_token_id", None)
+        eos = list(eos) if isinstance(eos, (list, tuple)) else [] if eos is None else [eos]
+        self.eos_token_ids = list(dict.fromkeys(eos + [self.tokenizer.eos_token_id]))
         self._warned = False
 
     def _chat(self, prompt: Prompt, with_image: bool) -> str:
@@ -98,11 +118,12 @@ class HFGenerator:
             else:
                 tok = self.processor if self.is_vlm else self.tokenizer
                 inputs = tok(text=texts, padding=True, return_tensors="pt")
-            inputs = {k: v.to(self.device) if hasattr(v, "to") else v for k, v in inputs.items()}
+            # pixel values come out of the image processor as fp32; a bf16/fp16 model wants its own dtype
+            inputs = {k: (v.to(self.device, self.model.dtype) if v.is_floating_point() else v.to(self.device))
+                      if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
             with torch.no_grad():
                 gen = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                          pad_token_id=self.tokenizer.pad_token_id,
-                                          eos_token_id=self.tokenizer.eos_token_id)
+                                          pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_token_ids)
             new = gen[:, inputs["input_ids"].shape[1]:]
             for j, text in zip(idx, self.tokenizer.batch_decode(new, skip_special_tokens=True)):
                 out[j] = text.strip()

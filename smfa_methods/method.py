@@ -39,11 +39,34 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     seed: int = 0
     bf16: bool = False
-    fp16: bool = False
+    fp16: bool = False               # needs a GPU; on CPU use bf16
+    max_length: int = 1024           # tokens per example, image tokens included; 0 = no limit
     save_steps: int = 0              # 0 = no intermediate checkpoints
     logging_steps: int = 10
     resume: bool = False             # resume from the newest checkpoint under out/checkpoints
     report_to: str = "none"
+
+    def validate(self) -> None:
+        """Raise MethodError (named after the CLI flag) for settings the loop cannot run,
+        before any model is loaded."""
+        if self.mode not in ("lora", "full"):
+            raise MethodError(f"training mode must be 'lora' or 'full', got {self.mode!r}")
+        for flag, value, low in (("--batch-size", self.batch_size, 1), ("--grad-accum", self.grad_accum, 1),
+                                 ("--max-length", self.max_length, 0)):
+            if value < low:
+                raise MethodError(f"{flag} must be >= {low}, got {value}")
+        if self.max_length == 1:  # one token leaves nothing to predict the answer from
+            raise MethodError("--max-length must be 0 (no limit) or >= 2, got 1")
+        if self.bf16 and self.fp16:
+            raise MethodError("--bf16 and --fp16 are exclusive; pick one")
+        if self.fp16 and not accelerator_available():
+            raise MethodError("--fp16 needs a GPU (fp16 autocast with loss scaling); on CPU use --bf16")
+
+
+def accelerator_available() -> bool:
+    """A GPU-like device torch can train on (CUDA, ROCm, XPU, MPS, ...)."""
+    acc = getattr(torch, "accelerator", None)  # torch >= 2.6
+    return acc.is_available() if acc is not None else torch.cuda.is_available()
 
 
 @dataclass

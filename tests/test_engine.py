@@ -261,3 +261,38 @@ def test_anchor_with_extra_and_differently_prefixed_tensors(tmp_path):
     assert set(got) == set(f)
     for n in exp:
         assert _bits_equal(got[n], exp[n]), n
+
+
+@pytest.mark.parametrize("backend", ["cpu", "triton"])
+def test_staged_pipeline_and_backends_give_the_same_bits(tmp_path, backend):
+    """The GPU slot pipeline (run on CPU with staged buffers) and every backend write the
+    same files as the plain CPU path."""
+    if not smfa_core.available_backends()[backend].startswith("ok"):
+        pytest.skip(f"{backend} backend unavailable here: {smfa_core.available_backends()[backend]}")
+    g = torch.Generator().manual_seed(5)
+    shapes = {"a.weight": (300, 701), "b.weight": (5, 3)}
+    base = {n: torch.randn(s, generator=g).to(torch.bfloat16) for n, s in shapes.items()}
+    f = {n: torch.randn(s, generator=g) * 0.1 for n, s in shapes.items()}
+    a = {n: torch.randn(s, generator=g).to(torch.bfloat16) * 0.1 for n, s in shapes.items()}
+    save_file(base, tmp_path / "base.safetensors")
+    save_file(f, tmp_path / "f.safetensors")
+    save_file(a, tmp_path / "a.safetensors")
+    args = (str(tmp_path / "f.safetensors"), str(tmp_path / "a.safetensors"))
+    kw = {"k": 0.9, "base": str(tmp_path / "base.safetensors"), "emit": ["merged", "delta", "mask"], "chunk_mb": 0.01}
+    r0 = smfa_core.sculpt(*args, out=str(tmp_path / "plain"), backend="reference", **kw)
+    r1 = smfa_core.sculpt(*args, out=str(tmp_path / "staged"), backend=backend, _staged=True, **kw)
+    assert [t["masked"] for t in r0.tensors] == [t["masked"] for t in r1.tensors]
+    for fn in ("base.safetensors", "delta.safetensors", "mask.safetensors"):
+        x, y = load_file(tmp_path / "plain" / fn), load_file(tmp_path / "staged" / fn)
+        assert set(x) == set(y)
+        for n in x:
+            assert _bits_equal(x[n], y[n]), (fn, n)
+
+
+def test_device_errors(dense):
+    d, _, _ = dense
+    with pytest.raises(SmfaError, match="--device"):
+        smfa_core.sculpt(str(d / "f.safetensors"), str(d / "a.safetensors"), out=str(d / "o"), device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(SmfaError, match="no CUDA device"):
+            smfa_core.sculpt(str(d / "f.safetensors"), str(d / "a.safetensors"), out=str(d / "o"), device="cuda")

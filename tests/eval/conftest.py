@@ -97,3 +97,30 @@ class EchoGenerator:
 @pytest.fixture
 def echo_generator():
     return EchoGenerator
+
+
+@pytest.fixture(scope="session")
+def small_bench(tmp_path_factory):
+    """A 4-profile benchmark with small images: enough items of every task for the VLM tests."""
+    from smfa_eval.build import build
+
+    out = tmp_path_factory.mktemp("small-bench") / "b"
+    build(out, profiles=4, seed=1, general_images=0, image_size=48)
+    return out
+
+
+_TINY: dict = {}
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """tiny_checkpoint(kind) -> dir of a saved `smfa_methods.tiny` model (llama,
+    llava_onevision, qwen2_5_vl), built once per session and loaded like any checkpoint."""
+    from smfa_methods.tiny import make_tiny
+
+    def get(kind: str):
+        if kind not in _TINY:
+            _TINY[kind] = make_tiny(kind, tmp_path_factory.mktemp(f"tiny-{kind}"))
+        return _TINY[kind]
+
+    return get

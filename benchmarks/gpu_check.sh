@@ -40,6 +40,7 @@ export TRITON_INTERPRET=0
 if "$PY" -c "import pytest" 2>/dev/null; then
   timeout 300 "$PY" -m pytest -q -o addopts="-ra" -p no:cacheprovider -x \
     tests/test_kernels_triton.py tests/test_cuda_build.py tests/test_dispatch.py \
+    "tests/test_engine.py::test_cuda_device_streaming_matches_cpu" \
     $(ls tests/test_kernels_cpu.py 2>/dev/null) 2>&1 | tee "$RES/pytest.log" | tail -25
 else
   echo "pytest not installed for $PY: skipping the test files (the bandwidth script still bit-checks)"
@@ -47,6 +48,26 @@ fi
 
 step "bandwidth vs device-to-device copy"
 timeout 240 "$PY" benchmarks/gpu_bandwidth.py --n $((1 << 28)) --iters 10 2>&1 | tee "$RES/bandwidth.txt"
+
+step "out-of-core sculpt on the GPU: qwen2.5-1.5b-shaped set vs the host I/O floor"
+SET=${SMFA_GPU_SET:-/tmp/smfa-q15}
+if timeout 200 "$PY" benchmarks/shaped_set.py --shape qwen2.5-1.5b --out "$SET" > "$RES/gen.log" 2>&1; then
+  sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null
+  s0=$(date +%s.%N); cat "$SET"/*/*.safetensors > /dev/null
+  dd if=/dev/zero of="$SET/floor.bin" bs=16M count=200 conv=fsync status=none; rm -f "$SET/floor.bin"
+  s1=$(date +%s.%N); echo "io floor: $(echo "$s1 - $s0" | bc) s" | tee "$RES/stream.txt"
+  for dev in cuda cpu; do
+    sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null
+    s0=$(date +%s.%N)
+    timeout 150 "$PY" -m smfa_cli.main sculpt -f "$SET/forget" -a "$SET/anchor" --base "$SET/base" -o "$SET/out-$dev" \
+      --device $dev --overwrite --no-progress | tail -2
+    s1=$(date +%s.%N); echo "sculpt --device $dev: $(echo "$s1 - $s0" | bc) s" | tee -a "$RES/stream.txt"
+  done
+  cmp -s "$SET/out-cuda/model-00001-of-00001.safetensors" "$SET/out-cpu/model-00001-of-00001.safetensors" \
+    && echo "cuda and cpu outputs identical" | tee -a "$RES/stream.txt" || echo "OUTPUTS DIFFER (or missing)" | tee -a "$RES/stream.txt"
+else
+  echo "set generation did not finish in time"; tail -3 "$RES/gen.log"
+fi
 
 step "done"
 echo "results in $RES"

@@ -131,10 +131,11 @@ constexpr int64_t kGroup = 32;
 static_assert(kLanes % kGroup == 0, "groups tile the lanes");
 
 template <typename T, bool HAS_BASE>
-inline void sumsq_group(const T* x, const T* xb, int64_t rows, double* acc) {
+inline void sumsq_group(const T* x, const T* xb, int64_t rows, double* acc, const T* pf) {
   simd::D4 a0 = simd::d4_zero(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
   for (int64_t r = 0; r < rows; ++r) {
     const T* p = x + r * kLanes;
+    if (pf != nullptr) __builtin_prefetch(pf + r * kLanes, 0, 2);
     simd::F8 v0 = simd::load8(p), v1 = simd::load8(p + 8), v2 = simd::load8(p + 16),
              v3 = simd::load8(p + 24);
     if constexpr (HAS_BASE) {
@@ -168,9 +169,10 @@ void sumsq_impl(const T* x, const T* xb, int64_t n, double* out) {
     const int64_t start = b * kBlock;
     const int64_t len = std::min(kBlock, n - start);
     const int64_t full_rows = len / kLanes;
+    const bool pf_ok = n - start >= 2 * kBlock && !HAS_BASE;
     for (int64_t g = 0; g < kLanes; g += kGroup) {
       sumsq_group<T, HAS_BASE>(x + start + g, HAS_BASE ? xb + start + g : nullptr, full_rows,
-                               acc + g);
+                               acc + g, pf_ok ? x + start + kBlock + g : nullptr);
     }
     const int64_t r0 = full_rows * kLanes;
     if (r0 < len) {  // the partial last row, after all full rows of every lane

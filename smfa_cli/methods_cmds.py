@@ -21,13 +21,22 @@ def _train_options(f):
         click.option("--max-steps", type=int, default=-1, show_default=True, help="Overrides --epochs when > 0."),
         click.option("--lr", type=float, default=1e-4, show_default=True),
         click.option("--batch-size", type=int, default=4, show_default=True),
-        click.option("--grad-accum", type=int, default=1, show_default=True),
+        click.option("--grad-accum", type=int, default=1, show_default=True,
+                     help="Micro-batches per optimizer step (effective batch = batch size x this x processes)."),
+        click.option("--max-length", type=int, default=1024, show_default=True,
+                     help="Tokens per example, image tokens included (0: no limit). Longer prompts lose "
+                          "their start; an answer is cut at its end only if it cannot fit (counted, warned)."),
+        click.option("--weight-decay", type=float, default=0.0, show_default=True),
+        click.option("--warmup-steps", type=int, default=0, show_default=True),
+        click.option("--max-grad-norm", type=float, default=1.0, show_default=True, help="0: no clipping."),
         click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--bf16", is_flag=True, help="bf16 mixed precision."),
-        click.option("--fp16", is_flag=True, help="fp16 mixed precision."),
+        click.option("--bf16", is_flag=True, help="bf16 mixed precision (GPU, or CPU autocast)."),
+        click.option("--fp16", is_flag=True, help="fp16 mixed precision (GPU only)."),
         click.option("--save-steps", type=int, default=0, show_default=True, help="Checkpoint every N steps (0: none)."),
         click.option("--logging-steps", type=int, default=10, show_default=True),
         click.option("--resume", is_flag=True, help="Resume from the newest checkpoint under OUT/checkpoints."),
+        click.option("--report-to", default="none", show_default=True,
+                     help="Trainer logging integrations (e.g. tensorboard, wandb; 'none')."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -40,8 +49,10 @@ def _train_config(kw: dict):
     return TrainConfig(
         mode="lora" if kw["lora"] else "full", target=kw["target"], lora_r=kw["lora_r"],
         lora_alpha=kw["lora_alpha"], epochs=kw["epochs"], max_steps=kw["max_steps"], lr=kw["lr"],
-        batch_size=kw["batch_size"], grad_accum=kw["grad_accum"], seed=kw["seed"], bf16=kw["bf16"],
-        fp16=kw["fp16"], save_steps=kw["save_steps"], logging_steps=kw["logging_steps"], resume=kw["resume"],
+        batch_size=kw["batch_size"], grad_accum=kw["grad_accum"], max_length=kw["max_length"],
+        weight_decay=kw["weight_decay"], warmup_steps=kw["warmup_steps"], max_grad_norm=kw["max_grad_norm"],
+        seed=kw["seed"], bf16=kw["bf16"], fp16=kw["fp16"], save_steps=kw["save_steps"],
+        logging_steps=kw["logging_steps"], resume=kw["resume"], report_to=kw["report_to"],
     )
 
 

@@ -23,8 +23,10 @@ def unlearn(
 ) -> Result:
     """Run a registered method (or a Method object) on JSONL forget/retain files."""
     m = get_method(method) if isinstance(method, str) else method
-    opts = m.resolve_options(options or {})  # fail on bad options before loading anything
-    job = Job(Path(model), Path(out), load_jsonl(forget), load_jsonl(retain), train or TrainConfig(), opts)
+    opts = m.resolve_options(options or {})  # fail on bad options/settings before loading anything
+    train = train or TrainConfig()
+    train.validate()
+    job = Job(Path(model), Path(out), load_jsonl(forget), load_jsonl(retain), train, opts)
     job.out.mkdir(parents=True, exist_ok=True)
     result = m.run(job)
     from .trainer import write_run_info
@@ -51,7 +53,9 @@ class FineTune(Method):
 def finetune(*, model: str | Path, data: str | Path, out: str | Path, train: TrainConfig | None = None) -> Result:
     """Fine-tune on one JSONL file; out/model is the fine-tuned (merged) checkpoint."""
     m = FineTune()
-    job = Job(Path(model), Path(out), load_jsonl(data), [], train or TrainConfig(), {})
+    train = train or TrainConfig()
+    train.validate()
+    job = Job(Path(model), Path(out), load_jsonl(data), [], train, {})
     job.out.mkdir(parents=True, exist_ok=True)
     result = m.run(job)
     from .trainer import write_run_info

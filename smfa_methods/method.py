@@ -128,6 +128,10 @@ class Method:
         """Training data; the default pairs each forget example with a retain example."""
         return PairedDataset(job.forget, job.retain, seed=job.train.seed)
 
+    def trainer_callbacks(self, job: Job) -> list:
+        """Extra `transformers.TrainerCallback`s for the shared loop (logging, early stop...)."""
+        return []
+
     def compute_loss(self, model: torch.nn.Module, inputs: dict, trainer) -> torch.Tensor:
         raise NotImplementedError(f"method {self.name!r} defines neither compute_loss nor run")
 

@@ -12,12 +12,12 @@ import json
 from pathlib import Path
 
 import torch
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from . import models
 from .collators import PairedCollator, SFTCollator
 from .data import PairedDataset
-from .method import Job, Method, Result, TrainConfig
+from .method import Job, Method, Result, TrainConfig, accelerator_available
 
 
 class UnlearnTrainer(Trainer):
@@ -32,7 +32,9 @@ class UnlearnTrainer(Trainer):
         self.method_options = dict(method.options) if method_options is None else method_options
         self.ref_model = ref_model
         # Method losses are batch means, never normalised by num_items_in_batch: let the
-        # Trainer divide by the accumulation steps.
+        # Trainer divide by the accumulation steps (a step's loss is the mean of its
+        # micro-batch means; equal to the one-big-batch loss when the micro-batches hold
+        # as many answer tokens).
         self.loss_is_scaled_for_ga = False
         self._parts: dict[str, list[torch.Tensor]] = {}
 
@@ -67,6 +69,7 @@ class UnlearnTrainer(Trainer):
 
 
 def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:
+    cfg.validate()
     return TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=cfg.epochs,
@@ -81,6 +84,8 @@ def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:
         seed=cfg.seed,
         bf16=cfg.bf16,
         fp16=cfg.fp16,
+        # bf16 without a GPU is CPU autocast, which TrainingArguments only accepts with use_cpu.
+        use_cpu=cfg.bf16 and not accelerator_available(),
         save_strategy="steps" if cfg.save_steps else "no",
         save_steps=cfg.save_steps or 500,
         logging_steps=cfg.logging_steps,
@@ -93,8 +98,10 @@ def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:
     )
 
 
-def default_collator(dataset, processor):
-    return PairedCollator(processor) if isinstance(dataset, PairedDataset) else SFTCollator(processor)
+def default_collator(dataset, processor, max_length: int | None = None) -> SFTCollator:
+    """Paired batches for a PairedDataset, plain ones otherwise; `max_length` None = no limit."""
+    cls = PairedCollator if isinstance(dataset, PairedDataset) else SFTCollator
+    return cls(processor, max_length=max_length)
 
 
 def latest_checkpoint(run_dir: Path) -> str | None:
@@ -102,13 +109,17 @@ def latest_checkpoint(run_dir: Path) -> str | None:
     return str(cks[-1]) if cks else None
 
 
-def fit(method: Method, job: Job, dataset, run_dir: Path) -> tuple[UnlearnTrainer, models.Loaded, dict | None]:
-    """Load the model, set up LoRA/full training, train on `dataset` with the method's loss.
-    Returns the trainer (its .model is trained), the loaded checkpoint, and for full
-    fine-tuning the original trainable weights (the reference for the dense delta)."""
+def fit(
+    method: Method, job: Job, dataset, run_dir: Path, callbacks: list[TrainerCallback] | None = None,
+) -> tuple[UnlearnTrainer, models.Loaded, dict | None]:
+    """Load the model, set up LoRA/full training, train on `dataset` with the method's loss
+    (the Trainer gets the method's `trainer_callbacks(job)` and `callbacks`). Returns the trainer (its .model is trained), the loaded
+    checkpoint, and for full fine-tuning the original trainable weights (the reference for
+    the dense delta)."""
     from transformers import set_seed
 
     cfg = job.train
+    cfg.validate()
     set_seed(cfg.seed)  # LoRA init draws random numbers before the Trainer seeds
     loaded = models.load_model(job.model_path, dtype=torch.float32)
     base = loaded.model
@@ -124,8 +135,9 @@ def fit(method: Method, job: Job, dataset, run_dir: Path) -> tuple[UnlearnTraine
         ref.to(args.device)
     trainer = UnlearnTrainer(
         model=model, args=args, train_dataset=dataset,
-        data_collator=default_collator(dataset, loaded.processor), method=method,
+        data_collator=default_collator(dataset, loaded.processor, cfg.max_length or None), method=method,
         method_options=method.resolve_options(job.options), ref_model=ref,
+        callbacks=[*method.trainer_callbacks(job), *(callbacks or [])],
     )
     resume = latest_checkpoint(run_dir) if cfg.resume else None
     trainer.train(resume_from_checkpoint=resume)
@@ -145,8 +157,16 @@ def train_method(method: Method, job: Job) -> Result:
 
 
 def _final_metrics(trainer: Trainer) -> dict:
+    """Step count, last loss log line, and truncation counts summed over processes (a
+    collective: every process must call this)."""
     hist = [h for h in trainer.state.log_history if "loss" in h]
-    return {"global_step": trainer.state.global_step, "last_log": hist[-1] if hist else {}}
+    out = {"global_step": trainer.state.global_step, "last_log": hist[-1] if hist else {}}
+    enc = getattr(trainer.data_collator, "encoder", None)
+    if enc is not None:
+        counts = torch.tensor([enc.truncated_prompts, enc.truncated_answers], device=trainer.args.device)
+        prompts, answers = trainer.accelerator.reduce(counts, reduction="sum").tolist()
+        out["truncated"] = {"prompts": int(prompts), "answers": int(answers)}
+    return out
 
 
 def write_run_info(job: Job, method: Method, result: Result) -> Path:

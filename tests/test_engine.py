@@ -296,3 +296,25 @@ def test_device_errors(dense):
     if not torch.cuda.is_available():
         with pytest.raises(SmfaError, match="no CUDA device"):
             smfa_core.sculpt(str(d / "f.safetensors"), str(d / "a.safetensors"), out=str(d / "o"), device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (no CUDA device here)")
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_cuda_device_streaming_matches_cpu(tmp_path, backend):
+    if not smfa_core.available_backends()[backend].startswith("ok"):
+        pytest.skip(f"{backend}: {smfa_core.available_backends()[backend]}")
+    g = torch.Generator().manual_seed(6)
+    shapes = {"a.weight": (999, 517), "b.weight": (7, 3)}
+    base = {n: torch.randn(s, generator=g).to(torch.bfloat16) for n, s in shapes.items()}
+    f = {n: (torch.randn(s, generator=g) * 0.1).to(torch.bfloat16) for n, s in shapes.items()}
+    a = {n: (torch.randn(s, generator=g) * 0.1).to(torch.bfloat16) for n, s in shapes.items()}
+    for name, d in (("base", base), ("f", f), ("a", a)):
+        save_file(d, tmp_path / f"{name}.safetensors")
+    args = (str(tmp_path / "f.safetensors"), str(tmp_path / "a.safetensors"))
+    kw = {"k": 1.1, "base": str(tmp_path / "base.safetensors"), "emit": ["merged", "delta", "mask"], "chunk_mb": 0.5}
+    smfa_core.sculpt(*args, out=str(tmp_path / "cpu"), backend="reference", **kw)
+    smfa_core.sculpt(*args, out=str(tmp_path / "gpu"), backend=backend, device="cuda", **kw)
+    for fn in ("base.safetensors", "delta.safetensors", "mask.safetensors"):
+        x, y = load_file(tmp_path / "cpu" / fn), load_file(tmp_path / "gpu" / fn)
+        for n in x:
+            assert _bits_equal(x[n], y[n]), (fn, n)

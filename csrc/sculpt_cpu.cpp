@@ -160,6 +160,7 @@ inline void sumsq_group(const T* x, const T* xb, int64_t rows, double* acc, cons
   simd::d4_store(acc + 28, a7);
 }
 
+static bool g_pf = true;  // TEMP A/B
 template <typename T, bool HAS_BASE>
 void sumsq_impl(const T* x, const T* xb, int64_t n, double* out) {
   const int64_t nblocks = (n + kBlock - 1) / kBlock;
@@ -169,7 +170,7 @@ void sumsq_impl(const T* x, const T* xb, int64_t n, double* out) {
     const int64_t start = b * kBlock;
     const int64_t len = std::min(kBlock, n - start);
     const int64_t full_rows = len / kLanes;
-    const bool pf_ok = n - start >= 2 * kBlock && !HAS_BASE;
+    const bool pf_ok = n - start >= 2 * kBlock && !HAS_BASE && g_pf;
     for (int64_t g = 0; g < kLanes; g += kGroup) {
       sumsq_group<T, HAS_BASE>(x + start + g, HAS_BASE ? xb + start + g : nullptr, full_rows,
                                acc + g, pf_ok ? x + start + kBlock + g : nullptr);
@@ -197,6 +198,7 @@ at::Tensor sumsq_blocks_cpu(const at::Tensor& x, const std::optional<at::Tensor>
   at::Tensor out = at::empty({nblocks}, x.options().dtype(at::kDouble));
   if (n == 0) return out;
   const bool hb = x_base.has_value();
+  g_pf = std::getenv("SMFA_NOPF") == nullptr;
   double* o = out.data_ptr<double>();
   const void* xp = x.data_ptr();
   const void* bp = hb ? x_base->data_ptr() : nullptr;

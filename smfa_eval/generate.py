@@ -13,7 +13,10 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import torch
 
 PLAIN_TEMPLATE = "Question: {q}\nAnswer:"
 
@@ -36,7 +39,7 @@ class GenerationError(RuntimeError):
 _DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
-def _resolve_dtype(name: str | None, config: dict):
+def _resolve_dtype(name: str | None, config: dict) -> torch.dtype:
     """`name` (fp32/bf16/fp16 or a torch dtype name); by default the checkpoint's own dtype,
     as transformers' dtype="auto" would pick, so a bf16 checkpoint is not doubled to fp32."""
     import torch

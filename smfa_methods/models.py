@@ -46,8 +46,15 @@ def _processor_for(path: Path, model_type: str):
         # the bare tokenizer.
         if cls_name.startswith("NoVideo") and model_type in tiny.PROCESSOR_BASES:
             return tiny.processor_class(model_type).from_pretrained(str(path), local_files_only=True)
-        proc = tf.AutoProcessor.from_pretrained(str(path), local_files_only=True)
-        if hasattr(proc, "image_processor") or model_type not in tiny.PROCESSOR_BASES:
+        try:
+            proc = tf.AutoProcessor.from_pretrained(str(path), local_files_only=True)
+        except (OSError, ValueError):
+            # A stock processor whose video processor cannot load (it needs torchvision):
+            # images still work through the subclass without it.
+            if model_type not in tiny.PROCESSOR_BASES:
+                raise
+            proc = None
+        if proc is not None and (hasattr(proc, "image_processor") or model_type not in tiny.PROCESSOR_BASES):
             return proc
         return tiny.processor_class(model_type).from_pretrained(str(path), local_files_only=True)
     return tf.AutoTokenizer.from_pretrained(str(path), local_files_only=True)

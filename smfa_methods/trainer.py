@@ -113,9 +113,9 @@ def fit(
     method: Method, job: Job, dataset, run_dir: Path, callbacks: list[TrainerCallback] | None = None,
 ) -> tuple[UnlearnTrainer, models.Loaded, dict | None]:
     """Load the model, set up LoRA/full training, train on `dataset` with the method's loss
-    (the Trainer gets the method's `trainer_callbacks(job)` and `callbacks`). Returns the trainer (its .model is trained), the loaded
-    checkpoint, and for full fine-tuning the original trainable weights (the reference for
-    the dense delta)."""
+    (the Trainer also gets the method's `trainer_callbacks(job)` and `callbacks`). Returns
+    the trainer (its .model is trained), the loaded checkpoint, and for full fine-tuning the
+    original trainable weights (the reference for the dense delta)."""
     from transformers import set_seed
 
     cfg = job.train

@@ -84,8 +84,10 @@ def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:
         seed=cfg.seed,
         bf16=cfg.bf16,
         fp16=cfg.fp16,
-        # bf16 without a GPU is CPU autocast, which TrainingArguments only accepts with use_cpu.
-        use_cpu=cfg.bf16 and not accelerator_available(),
+        # Say "CPU" outright on a GPU-less host: only then does accelerate set up multi-process
+        # CPU DDP (gloo) under torchrun instead of N independent runs, and TrainingArguments
+        # accept bf16 (CPU autocast).
+        use_cpu=not accelerator_available(),
         save_strategy="steps" if cfg.save_steps else "no",
         save_steps=cfg.save_steps or 500,
         logging_steps=cfg.logging_steps,
@@ -170,9 +172,11 @@ def _final_metrics(trainer: Trainer) -> dict:
 
 
 def write_run_info(job: Job, method: Method, result: Result) -> Path:
+    """out/run.json: method, base model, options, loop settings, outputs (`model` is the
+    written checkpoint) and metrics."""
     info = {
         "method": method.name,
-        "model": str(job.model_path),
+        "base_model": str(job.model_path),  # not "model": the result's output path takes that key
         "options": job.options,
         "train": vars(job.train),
         **result.as_dict(),

@@ -178,12 +178,13 @@ def prune(layers: Sequence[MLPLayer], chosen: dict[str, list[int]]) -> None:
 def manu_prune(
     model: torch.nn.Module, processor, forget: Sequence[Example], retain: Sequence[Example], *,
     prune_pct: float = 5.0, scope: str = "modality", eps: float = 1e-8, freq_tau: float = 0.5, batch_size: int = 8,
+    max_length: int | None = None,
 ) -> dict[str, list[int]]:
     """Score every MLP neuron on D_f vs D_r^few and zero the top `prune_pct` % in place;
     returns {layer name: pruned neuron indices}."""
     model.eval()
     layers = mlp_layers(model)
-    coll = SFTCollator(processor)
+    coll = SFTCollator(processor, max_length=max_length)
 
     def batches(exs):
         for i in range(0, len(exs), batch_size):
@@ -216,6 +217,7 @@ class MANU(Method):
         chosen = manu_prune(
             model, loaded.processor, job.forget, job.retain, prune_pct=opts["prune_pct"], scope=opts["scope"],
             eps=opts["eps"], freq_tau=opts["freq_tau"], batch_size=job.train.batch_size,
+            max_length=job.train.max_length or None,  # the same truncation as the training methods
         )
         job.out.mkdir(parents=True, exist_ok=True)
         (job.out / "manu_pruned.json").write_text(json.dumps(chosen, indent=1))

@@ -60,3 +60,17 @@ def test_manu_method_run(tiny_model, vlm_data, tmp_path):
     lay = {la.name: la for la in mlp_layers(model)}
     for name, idx in pruned.items():
         assert torch.all(lay[name].down.weight[:, idx] == 0)
+
+
+def test_manu_statistics_respect_max_length(tiny_model, text_data):
+    loaded = load_model(tiny_model("llama"))
+    model = loaded.model
+    seen = []
+    emb = model.get_input_embeddings()
+    handle = emb.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[1]))
+    try:
+        manu_prune(model, loaded.processor, load_jsonl(text_data[0]), load_jsonl(text_data[1]), prune_pct=5.0,
+                   max_length=6)
+    finally:
+        handle.remove()
+    assert seen and max(seen) <= 6

@@ -125,17 +125,28 @@ DecodeFn pick_decoder(at::ScalarType s, bool has_base) {
 // by row would need all 256 fp64 lane accumulators (64 ymm) live at once, i.e. a load and a
 // store of accumulators per 4 elements. Instead a block is walked one GROUP of kGroup = 32
 // lanes at a time (8 x 4 fp64 accumulators that stay in registers) over all its rows, then
-// the next group: the same sequence of adds per lane, so the same bits. A group of 32 bf16
-// lanes is one 64-byte line per row, so every line of the block is still read exactly once.
+// the next group: the same sequence of adds per lane, so the same bits. The group walk reads
+// the block with a 512-byte stride (bf16), which the hardware prefetchers follow poorly, so
+// while walking block b the kernel prefetches block b + 1 sequentially (one 64-byte line per
+// row step for 2-byte dtypes, two for fp32; the base too when given): the block (<= 256 KB)
+// is in L2 when its turn comes.
 constexpr int64_t kGroup = 32;
 static_assert(kLanes % kGroup == 0, "groups tile the lanes");
+constexpr int64_t kGroups = kLanes / kGroup;
 
 template <typename T, bool HAS_BASE>
-inline void sumsq_group(const T* x, const T* xb, int64_t rows, double* acc, const T* pf, int64_t pfs) {
+inline void sumsq_group(const T* x, const T* xb, int64_t rows, double* acc, const char* pfx,
+                        const char* pfb) {
+  constexpr int64_t kLinesPerStep = static_cast<int64_t>(sizeof(T)) / 2;  // 2048 * that lines per block
   simd::D4 a0 = simd::d4_zero(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
   for (int64_t r = 0; r < rows; ++r) {
+    if (pfx != nullptr) {
+      for (int64_t j = 0; j < kLinesPerStep; ++j) {
+        __builtin_prefetch(pfx + (r * kLinesPerStep + j) * 64, 0, 2);
+        if constexpr (HAS_BASE) __builtin_prefetch(pfb + (r * kLinesPerStep + j) * 64, 0, 2);
+      }
+    }
     const T* p = x + r * kLanes;
-    if (pf != nullptr) __builtin_prefetch(pf + r * pfs, 0, 2);
     simd::F8 v0 = simd::load8(p), v1 = simd::load8(p + 8), v2 = simd::load8(p + 16),
              v3 = simd::load8(p + 24);
     if constexpr (HAS_BASE) {
@@ -160,7 +171,6 @@ inline void sumsq_group(const T* x, const T* xb, int64_t rows, double* acc, cons
   simd::d4_store(acc + 28, a7);
 }
 
-static bool g_pf = true, g_old = false, g_seq = false;  // TEMP A/B
 template <typename T, bool HAS_BASE>
 void sumsq_impl(const T* x, const T* xb, int64_t n, double* out) {
   const int64_t nblocks = (n + kBlock - 1) / kBlock;
@@ -169,19 +179,16 @@ void sumsq_impl(const T* x, const T* xb, int64_t n, double* out) {
     alignas(64) double acc[kLanes];
     const int64_t start = b * kBlock;
     const int64_t len = std::min(kBlock, n - start);
-    int64_t full_rows = len / kLanes;
-    if (g_old) {  // TEMP A/B: the previous row-by-row walk
-      for (int64_t l = 0; l < kLanes; ++l) acc[l] = 0.0;
-      alignas(64) float row[kLanes];
-      for (int64_t r0 = 0; r0 < full_rows * kLanes; r0 += kLanes) {
-        decode<T, HAS_BASE>(x + start + r0, HAS_BASE ? xb + start + r0 : nullptr, kLanes, row);
-        for (int64_t l = 0; l < kLanes; l += 8) simd::acc_squares8(acc + l, row + l);
-      }
-    }
-    const bool pf_ok = n - start >= 2 * kBlock && !HAS_BASE && g_pf;
-    for (int64_t g = 0; g < kLanes && !g_old; g += kGroup) {
+    const int64_t full_rows = len / kLanes;
+    // prefetch the next block when it is a full one (a prefetch never faults, but stay in bounds)
+    const bool pf = full_rows == kBlock / kLanes && n - start >= 2 * kBlock;
+    const int64_t group_bytes = kBlock * static_cast<int64_t>(sizeof(T)) / kGroups;
+    for (int64_t g = 0; g < kLanes; g += kGroup) {
+      const int64_t off = (g / kGroup) * group_bytes;
+      const char* pfx = pf ? reinterpret_cast<const char*>(x + start + kBlock) + off : nullptr;
+      const char* pfb = pf && HAS_BASE ? reinterpret_cast<const char*>(xb + start + kBlock) + off : nullptr;
       sumsq_group<T, HAS_BASE>(x + start + g, HAS_BASE ? xb + start + g : nullptr, full_rows,
-                               acc + g, pf_ok ? x + start + kBlock + (g_seq ? g * kLanes : g) : nullptr, g_seq ? kGroup : kLanes);
+                               acc + g, pfx, pfb);
     }
     const int64_t r0 = full_rows * kLanes;
     if (r0 < len) {  // the partial last row, after all full rows of every lane
@@ -206,9 +213,6 @@ at::Tensor sumsq_blocks_cpu(const at::Tensor& x, const std::optional<at::Tensor>
   at::Tensor out = at::empty({nblocks}, x.options().dtype(at::kDouble));
   if (n == 0) return out;
   const bool hb = x_base.has_value();
-  g_pf = std::getenv("SMFA_NOPF") == nullptr;
-  g_old = std::getenv("SMFA_OLD") != nullptr;
-  g_seq = std::getenv("SMFA_SEQ") != nullptr;
   double* o = out.data_ptr<double>();
   const void* xp = x.data_ptr();
   const void* bp = hb ? x_base->data_ptr() : nullptr;
@@ -503,7 +507,7 @@ at::Tensor sculpt_chunk_cpu(const at::Tensor& f, const std::optional<at::Tensor>
   const int64_t ntiles = (n + kTile - 1) / kTile;
   int64_t cc = 0, cm = 0;
 #ifdef SMFA_SIMD_AVX2
-  if (std::getenv("SMFA_OLD") == nullptr && f.scalar_type() == at::kBFloat16 && a.scalar_type() == at::kBFloat16 &&
+  if (f.scalar_type() == at::kBFloat16 && a.scalar_type() == at::kBFloat16 &&
       out.scalar_type() == at::kBFloat16 && !f_base.has_value() && !a_base.has_value()) {
     const DirectFn direct = pick_direct(w.has_value(), bits != nullptr, mode);
     const auto* f16 = static_cast<const uint16_t*>(f.data_ptr());

@@ -108,8 +108,8 @@ def merge(base, delta, out, delta_kind, backend, chunk_mb, device, overwrite, as
 def inspect(forget, anchor, k_sweep, eps, rho_scope, backend, chunk_mb, missing_anchor, forget_kind, anchor_kind,
             device, base, plot, as_json, out_json, progress):
     """Masked fraction for every k in one pass (per layer and overall)."""
-    from smfa_core.engine import inspect as run_inspect
-    from smfa_core.engine import parse_sweep, plot_sweep
+    from smfa_core.sweep import inspect as run_inspect
+    from smfa_core.sweep import parse_sweep, plot_sweep
 
     ks = parse_sweep(k_sweep)
     res = run_inspect(forget, anchor, ks=ks, base=base, eps=eps, rho_scope=rho_scope, backend=backend,

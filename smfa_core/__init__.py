@@ -28,10 +28,14 @@ __all__ = [
 
 def __getattr__(name: str):
     # The streaming engine is imported on first use so that `import smfa_core` stays light.
-    if name in ("sculpt", "merge", "inspect"):
+    if name in ("sculpt", "merge"):
         from . import engine
 
         return getattr(engine, name)
+    if name == "inspect":
+        from .sweep import inspect
+
+        return inspect
     if name == "sculpt_model_":
         from .inmemory import sculpt_model_
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
-import shutil
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -25,6 +23,7 @@ from .atomic import AtomicOutput
 from .backends import get_backend
 from .errors import SmfaError
 from .names import match_names
+from .outputs import ShardedWriter, copy_base_files, shard_plan
 from .placement import Placement
 from .report import Report
 from .safetensors_io import Checkpoint, SafetensorsWriter, write_index
@@ -32,7 +31,6 @@ from .sources import DeltaSource, open_source
 from .tensor_api import FLOAT_DTYPES, check_k, check_mode, exact_sum, rho_of, threshold
 
 EMITS = ("delta", "merged", "mask")
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack")
 DEFAULT_MAX_SHARD_BYTES = 5 * 2**30
 
 
@@ -44,7 +42,7 @@ def chunk_elems(chunk_mb: float) -> int:
     return max(BLOCK, n // BLOCK * BLOCK)
 
 
-def _ranges(numel: int, step: int) -> Iterator[tuple[int, int]]:
+def chunk_ranges(numel: int, step: int) -> Iterator[tuple[int, int]]:
     for s in range(0, numel, step):
         yield s, min(numel, s + step)
 
@@ -75,7 +73,7 @@ class _Item:
     ss_a: float = 0.0
 
 
-def _progress(total: int, enabled: bool, desc: str):
+def progress_bar(total: int, enabled: bool, desc: str):
     from tqdm import tqdm
 
     bar = tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=not enabled, leave=False)
@@ -89,7 +87,7 @@ def _check_float(src_label: str, path: str, name: str, dtype: torch.dtype) -> No
                         "not a floating type smfa can sculpt (bf16, fp16, fp32)")
 
 
-def _plan(fsrc: DeltaSource, asrc: DeltaSource | None, base: Checkpoint | None,
+def plan_items(fsrc: DeltaSource, asrc: DeltaSource | None, base: Checkpoint | None,
           missing_anchor: str) -> list[_Item]:
     """Validate everything that can be validated before any output exists."""
     anchor_names = set(asrc.names()) if asrc is not None else set()
@@ -124,9 +122,9 @@ def _plan(fsrc: DeltaSource, asrc: DeltaSource | None, base: Checkpoint | None,
     return items
 
 
-def _sumsq(src: DeltaSource, item: _Item, be, step: int, label: str, bar, pl: Placement) -> float:
+def tensor_sumsq(src: DeltaSource, item: _Item, be, step: int, label: str, bar, pl: Placement) -> float:
     sums = []
-    for i, (s, e) in enumerate(_ranges(item.numel, step)):
+    for i, (s, e) in enumerate(chunk_ranges(item.numel, step)):
         slot = i % pl.depth
         pl.sync(slot)  # the slot's staging buffers are free again
         x, xb = src.read(item.name, s, e)
@@ -141,71 +139,7 @@ def _sumsq(src: DeltaSource, item: _Item, be, step: int, label: str, bar, pl: Pl
     return total
 
 
-def _copy_base_files(base: Checkpoint, tmp: str) -> None:
-    """config, generation config, tokenizer and processor files: everything but weights."""
-    if not os.path.isdir(base.path):
-        return
-    for entry in os.scandir(base.path):
-        if entry.is_file() and not entry.name.endswith(WEIGHT_SUFFIXES) \
-                and not entry.name.endswith(".index.json") and not entry.name.startswith("."):
-            shutil.copy2(entry.path, os.path.join(tmp, entry.name))
-
-
-def _shard_plan(entries: list[tuple[str, torch.dtype, tuple[int, ...]]], stem: str,
-                max_bytes: int) -> list[tuple[str, list[tuple[str, torch.dtype, tuple[int, ...]]]]]:
-    """Split (name, dtype, shape) entries into shards of at most max_bytes (HF naming)."""
-    shards: list[list] = [[]]
-    size = 0
-    for ent in entries:
-        nbytes = math.prod(ent[2]) * torch.empty((), dtype=ent[1]).element_size()
-        if shards[-1] and size + nbytes > max_bytes:
-            shards.append([])
-            size = 0
-        shards[-1].append(ent)
-        size += nbytes
-    if len(shards) == 1:
-        return [(f"{stem}.safetensors", shards[0])]
-    n = len(shards)
-    return [(f"{stem}-{i + 1:05d}-of-{n:05d}.safetensors", s) for i, s in enumerate(shards)]
-
-
-class _ShardedWriter:
-    """Writes tensors in a fixed order across pre-planned shard files (+ index if > 1)."""
-
-    def __init__(self, dirpath: str, plan, metadata: dict[str, str] | None = None) -> None:
-        self.dirpath = dirpath
-        self.plan = plan
-        self.metadata = metadata
-        self.file_of = {name: fn for fn, ents in plan for name, _, _ in ents}
-        self._open: tuple[str, SafetensorsWriter] | None = None
-        self.bytes_written = 0
-
-    def _writer(self, name: str) -> SafetensorsWriter:
-        fn = self.file_of[name]
-        if self._open is None or self._open[0] != fn:
-            if self._open is not None:
-                self._open[1].close()
-            ents = next(e for f, e in self.plan if f == fn)
-            w = SafetensorsWriter(os.path.join(self.dirpath, fn), [(n, dt, s) for n, dt, s in ents],
-                                  metadata=self.metadata)
-            self._open = (fn, w)
-        return self._open[1]
-
-    def write(self, name: str, data: torch.Tensor) -> None:
-        self._writer(name).write(name, data)
-        self.bytes_written += data.numel() * data.element_size()
-
-    def close(self, index_name: str | None) -> None:
-        if self._open is not None:
-            self._open[1].close()
-            self._open = None
-        if index_name and len(self.plan) > 1:
-            total = sum(math.prod(s) * torch.empty((), dtype=dt).element_size()
-                        for _, ents in self.plan for _, dt, s in ents)
-            write_index(self.dirpath, dict(self.file_of), total, filename=index_name)
-
-
-def _open_inputs(forget: str, anchor: str | None, base: str | None, forget_kind: str,
+def open_inputs(forget: str, anchor: str | None, base: str | None, forget_kind: str,
                  anchor_kind: str) -> tuple[DeltaSource, DeltaSource | None, Checkpoint | None]:
     for label, p in (("--forget", forget), ("--anchor", anchor), ("--base", base)):
         if p is not None and not os.path.exists(p):
@@ -307,9 +241,9 @@ def sculpt(
     pl = Placement(device, staged=_staged)
     be = get_backend(backend, pl.device.type)
     step = chunk_elems(chunk_mb)
-    fsrc, asrc, base_ckpt = _open_inputs(forget, anchor, base, forget_kind, anchor_kind)
+    fsrc, asrc, base_ckpt = open_inputs(forget, anchor, base, forget_kind, anchor_kind)
     try:
-        items = _plan(fsrc, asrc, base_ckpt, missing_anchor)
+        items = plan_items(fsrc, asrc, base_ckpt, missing_anchor)
         report = Report(
             command=command,
             options={"k": k, "mode": mode if anchor is not None else "none", "eps": eps,
@@ -342,14 +276,14 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
     by_name = {it.name: it for it in items}
     need_norms = asrc is not None
     total_bytes = sum(it.numel * 2 for it in items) * (2 if need_norms else 1)
-    bar = _progress(total_bytes, progress, report.command)
+    bar = progress_bar(total_bytes, progress, report.command)
     bufs = _Buffers(step)
 
     if need_norms and rho_scope == "global":
         for it in items:
-            it.ss_f = _sumsq(fsrc, it, be, step, "forget", bar, pl)
+            it.ss_f = tensor_sumsq(fsrc, it, be, step, "forget", bar, pl)
             if it.has_anchor:
-                it.ss_a = _sumsq(asrc, it, be, step, "anchor", bar, pl)
+                it.ss_a = tensor_sumsq(asrc, it, be, step, "anchor", bar, pl)
         g_rho = rho_of(sum(i.ss_f for i in items), sum(i.ss_a for i in items if i.has_anchor), eps)
         report.extra["rho_global"] = g_rho
 
@@ -357,16 +291,16 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
     delta_w = mask_w = merged_order = None
     if "delta" in emits:
         ents = [(it.name, out_dtype or fsrc.dtype(it.name), it.shape) for it in items]
-        delta_w = _ShardedWriter(tmp, _shard_plan(ents, "delta", max_shard_bytes))
+        delta_w = ShardedWriter(tmp, shard_plan(ents, "delta", max_shard_bytes))
     if "mask" in emits:
         ents = [(it.name, torch.uint8, ((it.numel + 7) // 8,)) for it in items]
         shapes = {it.name: list(it.shape) for it in items}
         import json
 
-        mask_w = _ShardedWriter(tmp, [("mask.safetensors", ents)],
+        mask_w = ShardedWriter(tmp, [("mask.safetensors", ents)],
                                 metadata={"smfa.mask": "bitpacked-little", "smfa.shapes": json.dumps(shapes)})
     if "merged" in emits:
-        _copy_base_files(base, tmp)
+        copy_base_files(base, tmp)
         merged_order = [(fn, [n for n in base.names() if base.file_of(n) == fn]) for fn in base.files]
         order = [n for _, names in merged_order for n in names if n in by_name]
     else:
@@ -381,8 +315,8 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
     def sculpt_item(it: _Item, write_merged) -> None:
         if need_norms and it.has_anchor:
             if rho_scope == "tensor":
-                it.ss_f = _sumsq(fsrc, it, be, step, "forget", bar, pl)
-                it.ss_a = _sumsq(asrc, it, be, step, "anchor", bar, pl)
+                it.ss_f = tensor_sumsq(fsrc, it, be, step, "forget", bar, pl)
+                it.ss_a = tensor_sumsq(asrc, it, be, step, "anchor", bar, pl)
                 rho = rho_of(it.ss_f, it.ss_a, eps)
             else:
                 rho = report.extra["rho_global"]
@@ -400,7 +334,7 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
                 write(it.name, host)
             counts.append(c)
 
-        for i, (s, e) in enumerate(_ranges(it.numel, step)):
+        for i, (s, e) in enumerate(chunk_ranges(it.numel, step)):
             n, slot = e - s, i % pl.depth
             if len(pending) == pl.depth:
                 finish()
@@ -471,7 +405,7 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
                         sculpt_item(by_name[name], write_merged)
                     else:  # untouched: byte copy
                         info = base.info(name)
-                        for bs, be_ in _ranges(info.nbytes, step * 4):
+                        for bs, be_ in chunk_ranges(info.nbytes, step * 4):
                             chunk = reader.read_bytes_into(name, u8, bs, be_)
                             w.write(name, chunk)
                             report.bytes_written += be_ - bs
@@ -496,137 +430,3 @@ def merge(base: str, delta: str, *, out: str, **kw) -> Report:
     return sculpt(delta, None, base=base, out=out, emit="merged", command="merge", **kw)
 
 
-# -- inspect -------------------------------------------------------------------------------
-
-_LAYER_RE = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)\.")
-
-
-def layer_of(name: str) -> str:
-    m = _LAYER_RE.search(name)
-    if m is None:
-        return "other"
-    prefix = name[: m.start()]
-    tower = "vision" if any(v in prefix for v in ("visual", "vision")) else "lang"
-    return f"{tower}.{int(m.group(1)):03d}"
-
-
-def parse_sweep(spec: str) -> list[float]:
-    """'start:stop:step' (inclusive) or a comma list -> sorted k values."""
-    try:
-        if ":" in spec:
-            a, b, c = (float(x) for x in spec.split(":"))
-            if c <= 0 or b < a:
-                raise ValueError
-            n = int(math.floor((b - a) / c + 1e-9)) + 1
-            ks = [round(a + i * c, 12) for i in range(n)]
-        else:
-            ks = [float(x) for x in spec.split(",") if x.strip()]
-    except ValueError:
-        raise SmfaError(f"--k-sweep {spec!r}: expected START:STOP:STEP or a comma list of k") from None
-    for k in ks:
-        check_k(k)
-    if not ks:
-        raise SmfaError(f"--k-sweep {spec!r} gives no k values")
-    return ks
-
-
-def inspect(
-    forget: str,
-    anchor: str,
-    *,
-    ks: Sequence[float] = tuple(x / 4 for x in range(41)),
-    base: str | None = None,
-    eps: float = 1e-8,
-    rho_scope: str = "tensor",
-    backend: str = "auto",
-    chunk_mb: float = 64,
-    missing_anchor: str = "error",
-    forget_kind: str = "auto",
-    anchor_kind: str = "auto",
-    progress: bool = False,
-    device: str = "cpu",
-) -> dict:
-    """Masked fraction (mode both) for every k at once, per tensor, per layer and overall."""
-    t0 = time.perf_counter()
-    if rho_scope not in ("tensor", "global"):
-        raise SmfaError(f"--rho-scope must be tensor or global, got {rho_scope!r}")
-    pl = Placement(device)
-    be = get_backend(backend, pl.device.type)
-    step = chunk_elems(chunk_mb)
-    fsrc, asrc, base_ckpt = _open_inputs(forget, anchor, base, forget_kind, anchor_kind)
-    try:
-        items = [it for it in _plan(fsrc, asrc, None, missing_anchor) if it.has_anchor]
-        bar = _progress(sum(it.numel for it in items) * 8, progress, "inspect")
-        for it in items:
-            it.ss_f = _sumsq(fsrc, it, be, step, "forget", bar, pl)
-            it.ss_a = _sumsq(asrc, it, be, step, "anchor", bar, pl)
-        g_rho = rho_of(sum(i.ss_f for i in items), sum(i.ss_a for i in items), eps)
-        rows = []
-        for it in items:
-            rho = rho_of(it.ss_f, it.ss_a, eps) if rho_scope == "tensor" else g_rho
-            ts = torch.tensor([threshold(k, rho) for k in ks], dtype=torch.float32, device=pl.device)
-            counts = torch.zeros(len(ks) + 1, dtype=torch.int64)
-            for i, (s, e) in enumerate(_ranges(it.numel, step)):
-                slot = i % pl.depth
-                pl.sync(slot)
-                f, fb = fsrc.read(it.name, s, e)
-                a, ab = asrc.read(it.name, s, e)
-                counts += be.sweep_counts(pl.put(slot, "f", f), pl.put(slot, "fb", fb), pl.put(slot, "a", a),
-                                          pl.put(slot, "ab", ab), ts).cpu()
-                pl.record(slot)
-                bar.update((e - s) * 4)
-            c = counts.tolist()
-            rows.append({"name": it.name, "layer": layer_of(it.name), "numel": it.numel, "rho": rho,
-                         "conflict": c[0], "masked": c[1:]})
-        bar.close()
-    finally:
-        fsrc.close()
-        asrc.close()
-        if base_ckpt is not None:
-            base_ckpt.close()
-
-    def agg(rs):
-        numel = sum(r["numel"] for r in rs)
-        masked = [sum(r["masked"][i] for r in rs) for i in range(len(ks))]
-        return {"numel": numel, "conflict": sum(r["conflict"] for r in rs),
-                "masked_frac": [m / numel if numel else 0.0 for m in masked]}
-
-    layers: dict[str, list] = {}
-    for r in rows:
-        layers.setdefault(r["layer"], []).append(r)
-    return {
-        "ks": list(ks),
-        "rho_scope": rho_scope,
-        "backend": be.NAME,
-        "overall": agg(rows),
-        "layers": {name: agg(rs) for name, rs in sorted(layers.items())},
-        "tensors": [{**r, "masked_frac": [m / r["numel"] for m in r["masked"]]} for r in rows],
-        "seconds": time.perf_counter() - t0,
-    }
-
-
-def plot_sweep(result: dict, path: str) -> None:
-    """Masked fraction vs k, overall and per layer (like the paper's Fig. 4)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ks = result["ks"]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    layers = result["layers"]
-    cmap = plt.get_cmap("viridis", max(2, len(layers)))
-    for i, (name, agg) in enumerate(layers.items()):
-        ax.plot(ks, [100 * x for x in agg["masked_frac"]], color=cmap(i), lw=0.8, alpha=0.7,
-                label=name if len(layers) <= 12 else None)
-    ax.plot(ks, [100 * x for x in result["overall"]["masked_frac"]], color="crimson", lw=2.2, label="overall")
-    ax.set_xlabel("k")
-    ax.set_ylabel("masked entries of ΔW_f (%)")
-    ax.set_title("SMFA: masked fraction vs k")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)

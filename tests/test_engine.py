@@ -11,8 +11,9 @@ from safetensors.torch import load_file, save_file
 
 import smfa_core
 from smfa_core.backends import reference
-from smfa_core.engine import chunk_elems, parse_sweep
+from smfa_core.engine import chunk_elems
 from smfa_core.errors import SmfaError
+from smfa_core.sweep import parse_sweep
 
 SHAPES = {"layers.0.mlp.up_proj.weight": (300, 517), "layers.0.attn.q_proj.weight": (64, 64),
           "layers.1.mlp.down_proj.weight": (1, 3), "norm.weight": (129,)}

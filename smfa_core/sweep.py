@@ -1,0 +1,151 @@
+"""`smfa inspect`: the masked fraction for every k at once, per tensor, per layer and
+overall, and the Fig. 4-style plot."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from collections.abc import Sequence
+
+import torch
+
+from .backends import get_backend
+from .engine import chunk_elems, chunk_ranges, open_inputs, plan_items, progress_bar, tensor_sumsq
+from .errors import SmfaError
+from .placement import Placement
+from .tensor_api import check_k, rho_of, threshold
+
+_LAYER_RE = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)\.")
+
+
+def layer_of(name: str) -> str:
+    m = _LAYER_RE.search(name)
+    if m is None:
+        return "other"
+    prefix = name[: m.start()]
+    tower = "vision" if any(v in prefix for v in ("visual", "vision")) else "lang"
+    return f"{tower}.{int(m.group(1)):03d}"
+
+
+def parse_sweep(spec: str) -> list[float]:
+    """'start:stop:step' (inclusive) or a comma list -> sorted k values."""
+    try:
+        if ":" in spec:
+            a, b, c = (float(x) for x in spec.split(":"))
+            if c <= 0 or b < a:
+                raise ValueError
+            n = int(math.floor((b - a) / c + 1e-9)) + 1
+            ks = [round(a + i * c, 12) for i in range(n)]
+        else:
+            ks = [float(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise SmfaError(f"--k-sweep {spec!r}: expected START:STOP:STEP or a comma list of k") from None
+    for k in ks:
+        check_k(k)
+    if not ks:
+        raise SmfaError(f"--k-sweep {spec!r} gives no k values")
+    return ks
+
+
+def inspect(
+    forget: str,
+    anchor: str,
+    *,
+    ks: Sequence[float] = tuple(x / 4 for x in range(41)),
+    base: str | None = None,
+    eps: float = 1e-8,
+    rho_scope: str = "tensor",
+    backend: str = "auto",
+    chunk_mb: float = 64,
+    missing_anchor: str = "error",
+    forget_kind: str = "auto",
+    anchor_kind: str = "auto",
+    progress: bool = False,
+    device: str = "cpu",
+) -> dict:
+    """Masked fraction (mode both) for every k at once, per tensor, per layer and overall."""
+    t0 = time.perf_counter()
+    if rho_scope not in ("tensor", "global"):
+        raise SmfaError(f"--rho-scope must be tensor or global, got {rho_scope!r}")
+    pl = Placement(device)
+    be = get_backend(backend, pl.device.type)
+    step = chunk_elems(chunk_mb)
+    fsrc, asrc, base_ckpt = open_inputs(forget, anchor, base, forget_kind, anchor_kind)
+    try:
+        items = [it for it in plan_items(fsrc, asrc, None, missing_anchor) if it.has_anchor]
+        bar = progress_bar(sum(it.numel for it in items) * 8, progress, "inspect")
+        for it in items:
+            it.ss_f = tensor_sumsq(fsrc, it, be, step, "forget", bar, pl)
+            it.ss_a = tensor_sumsq(asrc, it, be, step, "anchor", bar, pl)
+        g_rho = rho_of(sum(i.ss_f for i in items), sum(i.ss_a for i in items), eps)
+        rows = []
+        for it in items:
+            rho = rho_of(it.ss_f, it.ss_a, eps) if rho_scope == "tensor" else g_rho
+            ts = torch.tensor([threshold(k, rho) for k in ks], dtype=torch.float32, device=pl.device)
+            counts = torch.zeros(len(ks) + 1, dtype=torch.int64)
+            for i, (s, e) in enumerate(chunk_ranges(it.numel, step)):
+                slot = i % pl.depth
+                pl.sync(slot)
+                f, fb = fsrc.read(it.name, s, e)
+                a, ab = asrc.read(it.name, s, e)
+                counts += be.sweep_counts(pl.put(slot, "f", f), pl.put(slot, "fb", fb), pl.put(slot, "a", a),
+                                          pl.put(slot, "ab", ab), ts).cpu()
+                pl.record(slot)
+                bar.update((e - s) * 4)
+            c = counts.tolist()
+            rows.append({"name": it.name, "layer": layer_of(it.name), "numel": it.numel, "rho": rho,
+                         "conflict": c[0], "masked": c[1:]})
+        bar.close()
+    finally:
+        fsrc.close()
+        asrc.close()
+        if base_ckpt is not None:
+            base_ckpt.close()
+
+    def agg(rs):
+        numel = sum(r["numel"] for r in rs)
+        masked = [sum(r["masked"][i] for r in rs) for i in range(len(ks))]
+        return {"numel": numel, "conflict": sum(r["conflict"] for r in rs),
+                "masked_frac": [m / numel if numel else 0.0 for m in masked]}
+
+    layers: dict[str, list] = {}
+    for r in rows:
+        layers.setdefault(r["layer"], []).append(r)
+    return {
+        "ks": list(ks),
+        "rho_scope": rho_scope,
+        "backend": be.NAME,
+        "overall": agg(rows),
+        "layers": {name: agg(rs) for name, rs in sorted(layers.items())},
+        "tensors": [{**r, "masked_frac": [m / r["numel"] for m in r["masked"]]} for r in rows],
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def plot_sweep(result: dict, path: str) -> None:
+    """Masked fraction vs k, overall and per layer (like the paper's Fig. 4)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ks = result["ks"]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    layers = result["layers"]
+    cmap = plt.get_cmap("viridis", max(2, len(layers)))
+    for i, (name, agg) in enumerate(layers.items()):
+        ax.plot(ks, [100 * x for x in agg["masked_frac"]], color=cmap(i), lw=0.8, alpha=0.7,
+                label=name if len(layers) <= 12 else None)
+    ax.plot(ks, [100 * x for x in result["overall"]["masked_frac"]], color="crimson", lw=2.2, label="overall")
+    ax.set_xlabel("k")
+    ax.set_ylabel("masked entries of ΔW_f (%)")
+    ax.set_title("SMFA: masked fraction vs k")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    tmp = f"{path}.tmp-{os.getpid()}.png"
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -374,7 +374,8 @@ inline int64_t hsum16(__m256i cnt) {  // sum of 16 uint16 counters (each < 2^15)
 }
 
 // One range [0, len) of the direct path; bits (if any) start at a byte boundary.
-template <bool HAS_W, bool HAS_BITS, int MODE>
+// STREAM: non-temporal stores of out (32-byte aligned `out` only; see kStreamBytes).
+template <bool HAS_W, bool HAS_BITS, bool STREAM, int MODE>
 void sculpt_bf16_direct(const uint16_t* f, const uint16_t* a, const uint16_t* w, uint16_t* out,
                         int64_t len, float t, uint16_t nan_bits, uint8_t* bits, int64_t& cc,
                         int64_t& cm) {
@@ -390,7 +391,8 @@ void sculpt_bf16_direct(const uint16_t* f, const uint16_t* a, const uint16_t* w,
     __m256i wx = _mm256_setzero_si256();
     if constexpr (HAS_W) wx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i));
     const __m256i o = bf16_step<HAS_W, MODE>(fx, ax, wx, tv, nanv, c16, m16);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), o);
+    if constexpr (STREAM) _mm256_stream_si256(reinterpret_cast<__m256i*>(out + i), o);
+    else _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), o);
     cv = _mm256_sub_epi16(cv, c16);
     mv = _mm256_sub_epi16(mv, m16);
     if constexpr (HAS_BITS) {
@@ -420,24 +422,39 @@ void sculpt_bf16_direct(const uint16_t* f, const uint16_t* a, const uint16_t* w,
   }
   cc += hsum16(cv);
   cm += hsum16(mv);
+  if constexpr (STREAM) _mm_sfence();  // order the streamed stores before the join
 }
 
 using DirectFn = void (*)(const uint16_t*, const uint16_t*, const uint16_t*, uint16_t*, int64_t,
                           float, uint16_t, uint8_t*, int64_t&, int64_t&);
 
-template <bool HAS_W, bool HAS_BITS>
+template <bool HAS_W, bool HAS_BITS, bool STREAM>
 DirectFn pick_direct_mode(int64_t mode) {
   switch (mode) {
-    case 0: return &sculpt_bf16_direct<HAS_W, HAS_BITS, 0>;
-    case 1: return &sculpt_bf16_direct<HAS_W, HAS_BITS, 1>;
-    case 2: return &sculpt_bf16_direct<HAS_W, HAS_BITS, 2>;
-    default: return &sculpt_bf16_direct<HAS_W, HAS_BITS, 3>;
+    case 0: return &sculpt_bf16_direct<HAS_W, HAS_BITS, STREAM, 0>;
+    case 1: return &sculpt_bf16_direct<HAS_W, HAS_BITS, STREAM, 1>;
+    case 2: return &sculpt_bf16_direct<HAS_W, HAS_BITS, STREAM, 2>;
+    default: return &sculpt_bf16_direct<HAS_W, HAS_BITS, STREAM, 3>;
   }
 }
 
-DirectFn pick_direct(bool has_w, bool has_bits, int64_t mode) {
-  if (has_w) return has_bits ? pick_direct_mode<true, true>(mode) : pick_direct_mode<true, false>(mode);
-  return has_bits ? pick_direct_mode<false, true>(mode) : pick_direct_mode<false, false>(mode);
+template <bool STREAM>
+DirectFn pick_direct_s(bool has_w, bool has_bits, int64_t mode) {
+  if (has_w) {
+    return has_bits ? pick_direct_mode<true, true, STREAM>(mode) : pick_direct_mode<true, false, STREAM>(mode);
+  }
+  return has_bits ? pick_direct_mode<false, true, STREAM>(mode) : pick_direct_mode<false, false, STREAM>(mode);
+}
+
+// Outputs this large (2x this machine class's L3) cannot stay in cache for whoever reads
+// them next, so the direct path writes them with non-temporal stores: no read-for-ownership
+// of the output lines (8 -> 6 bytes of DRAM traffic per element). Measured on the 2-vCPU
+// EPYC VM, 64M bf16: sculpt_chunk 17.1 -> 13.2 ms, and still ~3 ms faster including a
+// full read of the output afterwards. Smaller outputs keep regular (cached) stores.
+constexpr int64_t kStreamBytes = int64_t(64) << 20;
+
+DirectFn pick_direct(bool has_w, bool has_bits, int64_t mode, bool stream) {
+  return stream ? pick_direct_s<true>(has_w, has_bits, mode) : pick_direct_s<false>(has_w, has_bits, mode);
 }
 #endif  // SMFA_SIMD_AVX2
 
@@ -509,7 +526,8 @@ at::Tensor sculpt_chunk_cpu(const at::Tensor& f, const std::optional<at::Tensor>
 #ifdef SMFA_SIMD_AVX2
   if (f.scalar_type() == at::kBFloat16 && a.scalar_type() == at::kBFloat16 &&
       out.scalar_type() == at::kBFloat16 && !f_base.has_value() && !a_base.has_value()) {
-    const DirectFn direct = pick_direct(w.has_value(), bits != nullptr, mode);
+    const bool stream = n * 2 >= kStreamBytes && (reinterpret_cast<uintptr_t>(out.data_ptr()) & 31) == 0;
+    const DirectFn direct = pick_direct(w.has_value(), bits != nullptr, mode, stream);
     const auto* f16 = static_cast<const uint16_t*>(f.data_ptr());
     const auto* a16 = static_cast<const uint16_t*>(a.data_ptr());
     const auto* w16 = w.has_value() ? static_cast<const uint16_t*>(w->data_ptr()) : nullptr;

@@ -302,3 +302,24 @@ def test_registered_for_cpu_and_module():
     assert "cpu" in _ext.C.built_backends()
     for op in ("sumsq_blocks", "sculpt_chunk", "sweep_counts"):
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"smfa::{op}", "CPU")
+
+
+def test_large_outputs_streaming_store_path():
+    """Outputs of >= 64 MiB take the non-temporal-store path of the AVX2 kernel: same bits."""
+    from smfa_core.backends import cpu
+
+    ref = _reference
+
+    n = 32 * 2**20 + 13
+    f, a = make_inputs(torch.bfloat16, n, "mixed", seed=3)
+    w = torch.randn(n, generator=torch.Generator().manual_seed(4)).to(torch.bfloat16)
+    for mode, ww, off in ((3, None, 0), (3, w, 1), (1, w, 0)):
+        o1 = torch.empty(n + 1, dtype=torch.bfloat16)[off:off + n]
+        o2 = torch.empty(n, dtype=torch.bfloat16)
+        m1 = torch.empty((n + 7) // 8, dtype=torch.uint8)
+        m2 = m1.clone()
+        c1 = cpu.sculpt_chunk(f, None, a, None, 0.37, mode, ww, o1, m1)
+        c2 = ref.sculpt_chunk(f, None, a, None, 0.37, mode, ww, o2, m2)
+        assert_bits_equal(c1, c2, "counts")
+        assert_bits_equal(o1, o2, "out")
+        assert_bits_equal(m1, m2, "mask")

@@ -9,6 +9,7 @@ Peak memory is a few chunks, whatever the model size.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -23,7 +24,7 @@ from .atomic import AtomicOutput
 from .backends import get_backend
 from .errors import SmfaError
 from .names import match_names
-from .outputs import ShardedWriter, copy_base_files, shard_plan
+from .outputs import ShardedWriter, WriteBehind, copy_base_files, shard_plan
 from .placement import Placement
 from .report import Report
 from .safetensors_io import Checkpoint, SafetensorsWriter, write_index
@@ -331,7 +332,8 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
             slot, writes, c = pending.popleft()
             pl.sync(slot)
             for write, host in writes:
-                write(it.name, host)
+                wb.write(write, it.name, host)
+                report.bytes_written += host.numel() * host.element_size()
             counts.append(c)
 
         for i, (s, e) in enumerate(chunk_ranges(it.numel, step)):
@@ -387,40 +389,39 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
             "anchor": "present" if it.has_anchor else ("missing (kept)" if asrc is not None else "none"),
         })
 
-    if merged_order is None:
-        for name in order:
-            sculpt_item(by_name[name], None)
-    else:
-        u8 = bufs.get("copy", torch.uint8, step * 4)
-        for fn, names in merged_order:
-            ents, meta = merged_writers[fn]
-            with SafetensorsWriter(os.path.join(tmp, fn), ents, metadata=meta) as w:
-                def write_merged(name, data, _w=w):
-                    _w.write(name, data)
-                    report.bytes_written += data.numel() * data.element_size()
-
+    wb = WriteBehind(step * 4)
+    try:
+        if merged_order is None:
+            for name in order:
+                sculpt_item(by_name[name], None)
+        else:
+            for fn, names in merged_order:
+                ents, meta = merged_writers[fn]
+                w = SafetensorsWriter(os.path.join(tmp, fn), ents, metadata=meta)
                 reader = base.reader(fn)
                 for name in names:
                     if name in by_name:
-                        sculpt_item(by_name[name], write_merged)
-                    else:  # untouched: byte copy
-                        info = base.info(name)
-                        for bs, be_ in chunk_ranges(info.nbytes, step * 4):
-                            chunk = reader.read_bytes_into(name, u8, bs, be_)
-                            w.write(name, chunk)
-                            report.bytes_written += be_ - bs
-                            bar.bytes_read += be_ - bs
-        if base.index_path is not None:  # same shard layout and index as the base
-            weight_map = {n: base.file_of(n) for n in base.names()}
-            total = sum(base.info(n).nbytes for n in base.names())
-            write_index(tmp, weight_map, total, metadata=dict(base.index_metadata),
-                        filename=os.path.basename(base.index_path))
-    if delta_w is not None:
-        delta_w.close("delta.safetensors.index.json")
-        report.bytes_written += delta_w.bytes_written
-    if mask_w is not None:
-        mask_w.close(None)
-        report.bytes_written += mask_w.bytes_written
+                        sculpt_item(by_name[name], w.write)
+                        continue
+                    info = base.info(name)  # untouched: byte copy, read straight into a write buffer
+                    for bs, be_ in chunk_ranges(info.nbytes, step * 4):
+                        buf = wb.acquire()
+                        wb.submit(w.write, name, reader.read_bytes_into(name, buf, bs, be_), buf)
+                        report.bytes_written += be_ - bs
+                        bar.bytes_read += be_ - bs
+                wb.call(w.close)
+            if base.index_path is not None:  # same shard layout and index as the base
+                weight_map = {n: base.file_of(n) for n in base.names()}
+                total = sum(base.info(n).nbytes for n in base.names())
+                wb.call(functools.partial(write_index, metadata=dict(base.index_metadata),
+                                          filename=os.path.basename(base.index_path)), tmp, weight_map, total)
+        if delta_w is not None:
+            wb.call(delta_w.close, "delta.safetensors.index.json")
+        if mask_w is not None:
+            wb.call(mask_w.close, None)
+        wb.drain()
+    finally:
+        wb.close()
     report.bytes_read = bar.bytes_read
     bar.close()
 

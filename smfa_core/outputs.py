@@ -78,3 +78,77 @@ class ShardedWriter:
             write_index(self.dirpath, dict(self.file_of), total, filename=index_name)
 
 
+
+
+class WriteBehind:
+    """Runs output writes in order on one background thread, so that file reads and kernels
+    overlap them (a buffered write blocks once the kernel's dirty-page limit is reached).
+
+    Data goes through `depth` reusable byte buffers: `write` copies into one, `acquire` +
+    `submit` lets the caller fill one directly. Memory: depth x nbytes. An error in the
+    thread is raised again by the next call on the main thread.
+    """
+
+    def __init__(self, nbytes: int, depth: int = 3) -> None:
+        import queue
+        import threading
+
+        self._jobs: queue.Queue = queue.Queue()
+        self._free: queue.Queue = queue.Queue()
+        for _ in range(depth):
+            self._free.put(torch.empty(nbytes, dtype=torch.uint8))
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="smfa-write-behind", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fn, args, buf = job
+            try:
+                if self._error is None:
+                    fn(*args)
+            except BaseException as exc:  # handed to the main thread
+                self._error = exc
+            finally:
+                if buf is not None:
+                    self._free.put(buf)
+                self._jobs.task_done()
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def acquire(self) -> torch.Tensor:
+        """A free byte buffer (waits while `depth` writes are pending)."""
+        self._check()
+        return self._free.get()
+
+    def submit(self, fn, name: str, data: torch.Tensor, buf: torch.Tensor) -> None:
+        """fn(name, data) in the thread; `data` lives in `buf`, which is released afterwards."""
+        self._jobs.put((fn, (name, data), buf))
+
+    def write(self, fn, name: str, data: torch.Tensor) -> None:
+        """fn(name, bytes of data), from a copy: `data`'s buffer can be reused at once."""
+        src = data.reshape(-1).view(torch.uint8)
+        buf = self.acquire()
+        view = buf[: src.numel()]
+        view.copy_(src)
+        self.submit(fn, name, view, buf)
+
+    def call(self, fn, *args) -> None:
+        """fn(*args) in the thread, after the writes queued before it (e.g. a file's close)."""
+        self._check()
+        self._jobs.put((fn, args, None))
+
+    def drain(self) -> None:
+        """Wait for every queued write; raise the first error."""
+        self._jobs.join()
+        self._check()
+
+    def close(self) -> None:
+        """Stop the thread (after what is queued)."""
+        self._jobs.put(None)
+        self._thread.join()

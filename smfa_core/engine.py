@@ -26,6 +26,7 @@ from .errors import SmfaError
 from .names import match_names
 from .outputs import ShardedWriter, WriteBehind, copy_base_files, shard_plan
 from .placement import Placement
+from .prefetch import Prefetcher
 from .report import Report
 from .safetensors_io import Checkpoint, SafetensorsWriter, write_index
 from .sources import DeltaSource, open_source
@@ -145,7 +146,7 @@ def open_inputs(forget: str, anchor: str | None, base: str | None, forget_kind: 
     for label, p in (("--forget", forget), ("--anchor", anchor), ("--base", base)):
         if p is not None and not os.path.exists(p):
             raise SmfaError(f"{label} {p}: no such file or directory")
-    base_ckpt = Checkpoint(base) if base is not None else None
+    base_ckpt = _LastChunk(Checkpoint(base)) if base is not None else None
     targets = base_ckpt.names() if base_ckpt is not None else None
     fsrc = open_source(forget, kind=forget_kind, base=base_ckpt, target_names=targets, label="forget")
     asrc = None
@@ -156,6 +157,30 @@ def open_inputs(forget: str, anchor: str | None, base: str | None, forget_kind: 
                                 target_label=f"anchor ({anchor})", strict=False)
             asrc = _Renamed(asrc, pairs)
     return fsrc, asrc, base_ckpt
+
+
+class _LastChunk:
+    """The base checkpoint, remembering its last chunk: the forget pair, the anchor pair and
+    the merge all read the same base chunk, from one read. Everything else is delegated."""
+
+    def __init__(self, ckpt: Checkpoint) -> None:
+        self._ckpt = ckpt
+        self._key: tuple[str, int, int] | None = None
+        self._buf = torch.empty(0, dtype=torch.uint8)
+        self._view: torch.Tensor | None = None
+
+    def __getattr__(self, attr: str):
+        return getattr(self._ckpt, attr)
+
+    def read_into(self, name: str, out: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        stop = self._ckpt.info(name).numel if stop is None else stop
+        if self._key != (name, start, stop):
+            nbytes = (stop - start) * self._ckpt.info(name).itemsize
+            if self._buf.numel() < nbytes:
+                self._buf = torch.empty(nbytes, dtype=torch.uint8)
+            self._view = self._ckpt.read_into(name, self._buf, start, stop)
+            self._key = (name, start, stop)
+        return self._view
 
 
 class _Renamed(DeltaSource):
@@ -313,6 +338,14 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
             ents = [(n, base.info(n).dtype, tuple(base.info(n).shape)) for n in names]
             merged_writers[fn] = (ents, base.metadata(fn))
 
+    def inputs_of(name: str) -> list[tuple[str, int, int]]:
+        ranges = list(fsrc.byte_ranges(name))
+        if asrc is not None and by_name[name].has_anchor:
+            ranges += asrc.byte_ranges(name)
+        if base is not None and "merged" in emits:
+            ranges.append(base.byte_range(name))
+        return list(dict.fromkeys(ranges))  # the base once, however many sources read it
+
     def sculpt_item(it: _Item, write_merged) -> None:
         if need_norms and it.has_anchor:
             if rho_scope == "tensor":
@@ -390,10 +423,14 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
         })
 
     wb = WriteBehind(step * 4)
+    ahead = Prefetcher()
+    for name in order:  # everything, in order; it stays a bounded distance ahead
+        ahead.ahead(inputs_of(name))
     try:
         if merged_order is None:
             for name in order:
                 sculpt_item(by_name[name], None)
+                ahead.used(sum(e - s for _, s, e in inputs_of(name)))
         else:
             for fn, names in merged_order:
                 ents, meta = merged_writers[fn]
@@ -402,6 +439,7 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
                 for name in names:
                     if name in by_name:
                         sculpt_item(by_name[name], w.write)
+                        ahead.used(sum(e - s for _, s, e in inputs_of(name)))
                         continue
                     info = base.info(name)  # untouched: byte copy, read straight into a write buffer
                     for bs, be_ in chunk_ranges(info.nbytes, step * 4):
@@ -421,6 +459,7 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
             wb.call(mask_w.close, None)
         wb.drain()
     finally:
+        ahead.close()
         wb.close()
     report.bytes_read = bar.bytes_read
     bar.close()

@@ -819,6 +819,11 @@ class Checkpoint:
             r = self._readers[filename] = SafetensorsReader(os.path.join(self._dir, filename))
         return r
 
+    def byte_range(self, name: str) -> tuple[str, int, int]:
+        """(file path, start byte, end byte) of tensor `name`'s data."""
+        ti = self.info(name)
+        return ti.path, ti.start, ti.end
+
     def read_into(
         self, name: str, out: torch.Tensor, start: int = 0, stop: int | None = None
     ) -> torch.Tensor:

@@ -71,6 +71,10 @@ class DeltaSource(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def byte_ranges(self, name: str) -> list[tuple[str, int, int]]:
+        """The file byte ranges `read(name, ...)` reads, for read-ahead (none by default)."""
+        return []
+
     def numel(self, name: str) -> int:
         return math.prod(self.shape(name))
 
@@ -177,6 +181,9 @@ class DenseDeltaSource(DeltaSource):
         buf = self._scratch.bytes("x", (stop - start) * info.itemsize)
         return self._ckpt.read_into(own, buf, start, stop), None
 
+    def byte_ranges(self, name: str) -> list[tuple[str, int, int]]:
+        return [self._ckpt.byte_range(self._own(name))]
+
     def close(self) -> None:
         self._ckpt.close()
         self._scratch.clear()
@@ -263,6 +270,10 @@ class CheckpointDeltaSource(DeltaSource):
         if fi.dtype != bi.dtype:
             return _read_pair_upcast(self._scratch, x, xb)
         return x, xb
+
+    def byte_ranges(self, name: str) -> list[tuple[str, int, int]]:
+        own = self._own(name)
+        return [self._ckpt.byte_range(own), self._base.byte_range(self._base_of[own])]
 
     def close(self) -> None:
         self._ckpt.close()

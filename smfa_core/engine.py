@@ -10,6 +10,7 @@ Peak memory is a few chunks, whatever the model size.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import time
@@ -172,7 +173,9 @@ class _LastChunk:
     def __getattr__(self, attr: str):
         return getattr(self._ckpt, attr)
 
-    def read_into(self, name: str, out: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+    def read_into(self, name: str, out: torch.Tensor | None, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Elements [start, stop) of `name`, in this object's own buffer (`out` is not used):
+        valid until a read of another chunk."""
         stop = self._ckpt.info(name).numel if stop is None else stop
         if self._key != (name, start, stop):
             nbytes = (stop - start) * self._ckpt.info(name).itemsize
@@ -321,8 +324,6 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
     if "mask" in emits:
         ents = [(it.name, torch.uint8, ((it.numel + 7) // 8,)) for it in items]
         shapes = {it.name: list(it.shape) for it in items}
-        import json
-
         mask_w = ShardedWriter(tmp, [("mask.safetensors", ents)],
                                 metadata={"smfa.mask": "bitpacked-little", "smfa.shapes": json.dumps(shapes)})
     if "merged" in emits:
@@ -395,7 +396,7 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
                 writes.append((delta_w.write, pl.fetch(slot, "delta", o)))
             if write_merged is not None:
                 w_dtype = base.info(it.name).torch_dtype
-                w = base.read_into(it.name, bufs.get("w", w_dtype, n), s, e)
+                w = base.read_into(it.name, None, s, e)  # the chunk the deltas' pairs just read
                 bar.bytes_read += w.numel() * w.element_size()
                 o = outbuf("merged", w_dtype)
                 c = be.sculpt_chunk(f, fb, a, ab, t, mode_i, pl.put(slot, "w", w), o, mask if c is None else None)

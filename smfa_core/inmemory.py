@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterator, Mapping
 
 import torch
 
-from ._ops import BLOCK, MODES
+from ._ops import MODES
 from .backends import get_backend
+from .engine import chunk_elems
 from .errors import SmfaError
 from .report import Report
 from .tensor_api import FLOAT_DTYPES, check_k, check_mode, exact_sum, rho_of, threshold
@@ -160,7 +161,7 @@ def sculpt_model_(
     if missing and missing_anchor != "keep":
         raise SmfaError(f"tensor {missing[0]!r} of the forget delta is missing from the anchor "
                         "(missing_anchor='keep' keeps it unmasked)")
-    step = max(BLOCK, int(chunk_mb * 2**20) // 4 // BLOCK * BLOCK)
+    step = chunk_elems(chunk_mb)
     report = Report(command="sculpt_model_", options={"k": k, "mode": mode, "eps": eps, "rho_scope": rho_scope},
                     sources={"forget": str(forget) if isinstance(forget, (str, os.PathLike)) else "tensors",
                              "anchor": str(anchor) if isinstance(anchor, (str, os.PathLike)) else "tensors"})

@@ -316,22 +316,26 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
         g_rho = rho_of(sum(i.ss_f for i in items), sum(i.ss_a for i in items if i.has_anchor), eps)
         report.extra["rho_global"] = g_rho
 
-    # Output writers with every header planned up front.
-    delta_w = mask_w = merged_order = None
-    if "delta" in emits:
-        ents = [(it.name, out_dtype or fsrc.dtype(it.name), it.shape) for it in items]
-        delta_w = ShardedWriter(tmp, shard_plan(ents, "delta", max_shard_bytes))
-    if "mask" in emits:
-        ents = [(it.name, torch.uint8, ((it.numel + 7) // 8,)) for it in items]
-        shapes = {it.name: list(it.shape) for it in items}
-        mask_w = ShardedWriter(tmp, [("mask.safetensors", ents)],
-                                metadata={"smfa.mask": "bitpacked-little", "smfa.shapes": json.dumps(shapes)})
+    # Tensors are processed in the base's file order when merging (its shards are rewritten
+    # in that order), else in the forget delta's; every output file is declared in it.
+    merged_order = None
     if "merged" in emits:
         copy_base_files(base, tmp)
         merged_order = [(fn, [n for n in base.names() if base.file_of(n) == fn]) for fn in base.files]
         order = [n for _, names in merged_order for n in names if n in by_name]
     else:
         order = [it.name for it in items]
+
+    # Output writers with every header planned up front.
+    delta_w = mask_w = None
+    if "delta" in emits:
+        ents = [(n, out_dtype or fsrc.dtype(n), by_name[n].shape) for n in order]
+        delta_w = ShardedWriter(tmp, shard_plan(ents, "delta", max_shard_bytes))
+    if "mask" in emits:
+        ents = [(n, torch.uint8, ((by_name[n].numel + 7) // 8,)) for n in order]
+        shapes = {n: list(by_name[n].shape) for n in order}
+        mask_w = ShardedWriter(tmp, [("mask.safetensors", ents)],
+                                metadata={"smfa.mask": "bitpacked-little", "smfa.shapes": json.dumps(shapes)})
 
     merged_writers = {}
     if merged_order is not None:

@@ -319,3 +319,31 @@ def test_cuda_device_streaming_matches_cpu(tmp_path, backend):
         x, y = load_file(tmp_path / "cpu" / fn), load_file(tmp_path / "gpu" / fn)
         for n in x:
             assert _bits_equal(x[n], y[n]), (fn, n)
+
+
+def test_all_emits_when_the_base_orders_tensors_differently(tmp_path):
+    """The base's shards hold the tensors in another order than the delta file: every output
+    is declared in the processing order (a regression: `--emit merged --emit delta` failed)."""
+    g = torch.Generator().manual_seed(8)
+    shapes = {"a.weight": (40, 9), "m.weight": (7, 5), "z.weight": (33, 3)}
+    base = {n: torch.randn(s, generator=g).to(torch.bfloat16) for n, s in shapes.items()}
+    os.makedirs(tmp_path / "base")
+    shards = {"model-00001-of-00002.safetensors": ["z.weight", "m.weight"], "model-00002-of-00002.safetensors": ["a.weight"]}
+    for fn, names in shards.items():
+        save_file({n: base[n] for n in names}, tmp_path / "base" / fn)
+    wm = {n: fn for fn, names in shards.items() for n in names}
+    (tmp_path / "base" / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": wm}))
+    f = {n: torch.randn(s, generator=g) * 0.1 for n, s in shapes.items()}
+    a = {n: torch.randn(s, generator=g) * 0.1 for n, s in shapes.items()}
+    save_file(f, tmp_path / "f.safetensors")
+    save_file(a, tmp_path / "a.safetensors")
+    smfa_core.sculpt(str(tmp_path / "f.safetensors"), str(tmp_path / "a.safetensors"), k=1.0,
+                     base=str(tmp_path / "base"), out=str(tmp_path / "o"), emit=["merged", "delta", "mask"])
+    delta = load_file(tmp_path / "o" / "delta.safetensors")
+    merged = {**load_file(tmp_path / "o" / "model-00001-of-00002.safetensors"),
+              **load_file(tmp_path / "o" / "model-00002-of-00002.safetensors")}
+    for n in shapes:
+        exp, _ = smfa_core.sculpt_tensor(f[n], a[n], 1.0, backend="reference")
+        assert _bits_equal(delta[n], exp), n
+        assert _bits_equal(merged[n], (base[n].float() + exp).to(torch.bfloat16)), n
+    assert set(load_file(tmp_path / "o" / "mask.safetensors")) == set(shapes)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from .. import _ops  # noqa: F401  (defines the op schemas)
+from .. import _ext
+from .compiled import sculpt_chunk, sumsq_blocks, sweep_counts  # noqa: F401  (the backend's ops)
 
 NAME = "cuda"
 DEVICES = ("cuda",)
@@ -17,8 +18,6 @@ DEVICES = ("cuda",)
 
 def built_with_cuda() -> bool:
     """True when smfa_core._C registered CUDA kernels for the smfa ops."""
-    from .. import _ext
-
     if _ext.C is None:
         return False
     has = torch._C._dispatch_has_kernel_for_dispatch_key
@@ -26,8 +25,6 @@ def built_with_cuda() -> bool:
 
 
 def available() -> tuple[bool, str]:
-    from .. import _ext
-
     if _ext.C is None:
         return False, f"smfa_core._C not built ({_ext.error})"
     if not built_with_cuda():
@@ -36,15 +33,3 @@ def available() -> tuple[bool, str]:
     if not torch.cuda.is_available():  # does not initialise CUDA
         return False, "no CUDA device (torch.cuda.is_available() is False)"
     return True, f"CUDA kernels, torch CUDA {torch.version.cuda}"
-
-
-def sumsq_blocks(x, x_base=None):
-    return torch.ops.smfa.sumsq_blocks(x, x_base)
-
-
-def sculpt_chunk(f, f_base, a, a_base, t, mode, w, out, mask=None):
-    return torch.ops.smfa.sculpt_chunk(f, f_base, a, a_base, t, mode, w, out, mask)
-
-
-def sweep_counts(f, f_base, a, a_base, ts):
-    return torch.ops.smfa.sweep_counts(f, f_base, a, a_base, ts)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from ._ops import BLOCK, MODES
-from .atomic import AtomicOutput
+from .atomic import AtomicOutput, cleanup_stale
 from .backends import get_backend
 from .errors import SmfaError
 from .names import match_names
@@ -264,6 +264,8 @@ def sculpt(
                      "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}.get(delta_dtype)
         if out_dtype is None:
             raise SmfaError(f"--delta-dtype must be fp32, bf16 or fp16, got {delta_dtype!r}")
+    # Leftovers of runs that were killed: their temp dirs go, a parked old output comes back.
+    cleanup_stale(os.path.dirname(os.path.abspath(out)))
     if os.path.exists(out) and not overwrite:
         raise SmfaError(f"--out {out} exists; pass --overwrite to replace it")
 

@@ -347,3 +347,13 @@ def test_all_emits_when_the_base_orders_tensors_differently(tmp_path):
         assert _bits_equal(delta[n], exp), n
         assert _bits_equal(merged[n], (base[n].float() + exp).to(torch.bfloat16)), n
     assert set(load_file(tmp_path / "o" / "mask.safetensors")) == set(shapes)
+
+
+def test_leftovers_of_killed_runs_are_cleaned(dense):
+    d, _, _ = dense
+    dead = 2**22 + 12345  # above pid_max: never a live process
+    stale = d / f".o.smfa-tmp-{dead}-abc123"
+    stale.mkdir()
+    (stale / "delta.safetensors").write_bytes(b"partial")
+    smfa_core.sculpt(str(d / "f.safetensors"), str(d / "a.safetensors"), k=1.0, out=str(d / "o"))
+    assert not stale.exists() and (d / "o" / "smfa_report.json").exists()

@@ -140,24 +140,16 @@ def _read_pair_upcast(scratch: _Scratch, x: torch.Tensor, xb: torch.Tensor) -> t
 # dense deltas
 
 
-class DenseDeltaSource(DeltaSource):
-    """Dense delta safetensors: a file, or a directory of shards (index.json or *.safetensors)."""
+class _FileSource(DeltaSource):
+    """A source whose tensors are those of one checkpoint of its own (`self._ckpt`), seen
+    under canonical names."""
 
-    kind = "delta"
+    _ckpt: Checkpoint
 
-    def __init__(self, path: str, *, target_names=None, label: str = "forget"):
-        self.path = os.fspath(path)
-        self.label = label
-        self._ckpt = _open_delta_checkpoint(self.path, label)
-        try:
-            own = self._ckpt.names()
-            mapping = _map_onto(own, target_names, label, self.path, "the target tensors")
-            self._orig = {mapping[n]: n for n in own}
-            self._names = [mapping[n] for n in own]
-        except BaseException:
-            self._ckpt.close()
-            raise
-        self._scratch = _Scratch()
+    def _set_names(self, own: list[str], target_names, label: str) -> None:
+        mapping = _map_onto(own, target_names, label, self.path, "the target tensors")
+        self._orig = {mapping[n]: n for n in own}
+        self._names = [mapping[n] for n in own]
 
     def names(self) -> list[str]:
         return list(self._names)
@@ -170,6 +162,24 @@ class DenseDeltaSource(DeltaSource):
 
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self._ckpt.info(self._own(name)).shape)
+
+
+class DenseDeltaSource(_FileSource):
+    """Dense delta safetensors: a file, or a directory of shards (index.json or *.safetensors)."""
+
+    kind = "delta"
+
+    def __init__(self, path: str, *, target_names=None, label: str = "forget"):
+        self.path = os.fspath(path)
+        self.label = label
+        self._ckpt = _open_delta_checkpoint(self.path, label)
+        try:
+            own = self._ckpt.names()
+            self._set_names(own, target_names, label)
+        except BaseException:
+            self._ckpt.close()
+            raise
+        self._scratch = _Scratch()
 
     def dtype(self, name: str) -> torch.dtype:
         return self._ckpt.info(self._own(name)).torch_dtype
@@ -202,7 +212,7 @@ def _open_delta_checkpoint(path: str, label: str) -> Checkpoint:
 # fine-tuned checkpoint minus base
 
 
-class CheckpointDeltaSource(DeltaSource):
+class CheckpointDeltaSource(_FileSource):
     """A fine-tuned checkpoint minus ``base``: ``x`` = fine-tuned chunk, ``x_base`` = base chunk.
 
     Tensors are paired by name (identical, or through the known layout rewrites of ``names``); every
@@ -234,25 +244,11 @@ class CheckpointDeltaSource(DeltaSource):
                         f"{label} checkpoint {fi.path}: tensor {n!r} has shape {list(fi.shape)} but base tensor "
                         f"{bi.name!r} in {bi.path} has shape {list(bi.shape)}"
                     )
-            mapping = _map_onto(own, target_names, label, self.path, "the target tensors")
-            self._orig = {mapping[n]: n for n in own}
-            self._names = [mapping[n] for n in own]
+            self._set_names(own, target_names, label)
         except BaseException:
             self._ckpt.close()
             raise
         self._scratch = _Scratch()
-
-    def names(self) -> list[str]:
-        return list(self._names)
-
-    def _own(self, name: str) -> str:
-        try:
-            return self._orig[name]
-        except KeyError:
-            raise self._unknown(name) from None
-
-    def shape(self, name):
-        return tuple(self._ckpt.info(self._own(name)).shape)
 
     def dtype(self, name):
         own = self._own(name)

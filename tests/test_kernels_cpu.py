@@ -12,37 +12,21 @@ import types
 
 import pytest
 import torch
+from kernel_utils import (
+    DTYPES,
+    KINDS,
+    MODES,
+    ODD_SIZES,
+    T_VALUES,
+    assert_bits_equal,
+    f32_exact,
+    make_inputs,
+    make_pair,
+    make_weight,
+    single_threaded,
+)
 
 from smfa_core.backends import reference as _reference
-
-try:  # tests/ as a package or as a rootdir on sys.path
-    from .kernel_utils import (
-        DTYPES,
-        KINDS,
-        MODES,
-        ODD_SIZES,
-        T_VALUES,
-        assert_bits_equal,
-        f32_exact,
-        make_inputs,
-        make_pair,
-        make_weight,
-        single_threaded,
-    )
-except ImportError:
-    from kernel_utils import (
-        DTYPES,
-        KINDS,
-        MODES,
-        ODD_SIZES,
-        T_VALUES,
-        assert_bits_equal,
-        f32_exact,
-        make_inputs,
-        make_pair,
-        make_weight,
-        single_threaded,
-    )
 
 try:
     from smfa_core.backends import cpu as cpu_backend

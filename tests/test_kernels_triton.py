@@ -14,29 +14,17 @@ import os
 
 import pytest
 import torch
+from kernel_utils import (
+    KINDS,
+    T_VALUES,
+    assert_bits_equal,
+    f32_exact,
+    make_inputs,
+    make_pair,
+    make_weight,
+)
 
 from smfa_core.backends import reference as ref
-
-try:  # tests/ as a package or as a rootdir on sys.path
-    from .kernel_utils import (
-        KINDS,
-        T_VALUES,
-        assert_bits_equal,
-        f32_exact,
-        make_inputs,
-        make_pair,
-        make_weight,
-    )
-except ImportError:
-    from kernel_utils import (
-        KINDS,
-        T_VALUES,
-        assert_bits_equal,
-        f32_exact,
-        make_inputs,
-        make_pair,
-        make_weight,
-    )
 
 BF16, F16, F32 = torch.bfloat16, torch.float16, torch.float32
 SIZES = (1, 7, 257, 65537, 2 * 65536 + 3)

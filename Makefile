@@ -5,7 +5,7 @@ VPY     := $(VENV)/bin/python
 PIP     := $(VPY) -m pip
 TORCH   := torch==2.13.0
 STAMP   := $(VENV)/.installed
-SOURCES := $(shell find csrc smfa_core -name '*.cpp' -o -name '*.h' -o -name '*.cu' 2>/dev/null) setup.py pyproject.toml
+SOURCES := $(shell find csrc smfa_core -path csrc/cuda/emu -prune -o \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' \) -print 2>/dev/null) setup.py pyproject.toml
 
 .PHONY: install demo test bench lint cuda-check clean
 
@@ -35,7 +35,10 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(VPY) -m ruff check .
 
-# Compile every CUDA kernel for sm_80 and sm_90 with the machine's nvcc (nothing runs here).
+# Compile every CUDA kernel for sm_80 and sm_90 with the machine's nvcc, and the torch glue of
+# the cuda backend (csrc/cuda_ops.cpp) against torch's CUDA headers (syntax only: CPU torch has
+# no CUDA libraries to link). Nothing runs here; tests/test_cuda_emulated.py runs the kernels.
+CUDA_INC ?= $(or $(CUDA_HOME),/usr/local/cuda)/include
 cuda-check:
 	@if command -v nvcc >/dev/null 2>&1 && ls csrc/cuda/*.cu >/dev/null 2>&1; then \
 	  mkdir -p build/cuda-check && for f in csrc/cuda/*.cu; do \
@@ -43,6 +46,12 @@ cuda-check:
 	      nvcc -c -O3 --fmad=false -std=c++17 -arch=sm_$$arch -Xcompiler -fPIC $$f \
 	        -o build/cuda-check/$$(basename $$f .cu).sm_$$arch.o || exit 1; \
 	    done; echo "cuda-check: $$f ok (sm_80, sm_90)"; done; \
+	  if [ -x $(VPY) ] && [ -f $(CUDA_INC)/cuda_runtime_api.h ]; then \
+	    $${CXX:-g++} -std=c++17 -fsyntax-only -Wall -Wno-c++20-extensions -DSMFA_WITH_CUDA \
+	      -DC10_CUDA_NO_CMAKE_CONFIGURE_FILE -I$(CUDA_INC) -Icsrc \
+	      $$($(VPY) -c "import torch.utils.cpp_extension as c; print(' '.join('-I' + p for p in c.include_paths()))") \
+	      csrc/cuda_ops.cpp || exit 1; echo "cuda-check: csrc/cuda_ops.cpp ok (torch CUDA glue, syntax)"; \
+	  else echo "cuda-check: csrc/cuda_ops.cpp skipped (no $(VPY) or no $(CUDA_INC)/cuda_runtime_api.h)"; fi; \
 	else echo "cuda-check: skipped (no nvcc or no csrc/cuda/*.cu)"; fi
 
 clean:

@@ -19,6 +19,12 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+// Kernels are launched through this macro so that cuda/emu/cuda_emu.h can run them on the
+// host (it defines SMFA_LAUNCH itself): the emulated tests execute this very source.
+#ifndef SMFA_LAUNCH
+#define SMFA_LAUNCH(kernel, grid, block, stream) kernel<<<(grid), (block), 0, (stream)>>>
+#endif
+
 namespace {
 
 constexpr int kBlock = SMFA_CUDA_BLOCK;
@@ -301,7 +307,7 @@ extern "C" cudaError_t smfa_cuda_sumsq_blocks(const void* x, const void* x_base,
   cudaError_t e = grid_for(nblocks * 32, 8, &grid);
   if (e != cudaSuccess) return e;
   const bool vec = aligned16(x) && aligned16(x_base);
-  sumsq_kernel<8><<<grid, kThreads, 0, stream>>>(Src{x, dtype}, Src{x_base, dtype}, n, nblocks, vec, out);
+  SMFA_LAUNCH(sumsq_kernel<8>, grid, kThreads, stream)(Src{x, dtype}, Src{x_base, dtype}, n, nblocks, vec, out);
   return cudaGetLastError();
 }
 
@@ -319,9 +325,9 @@ extern "C" cudaError_t smfa_cuda_sculpt_chunk(const void* f, const void* f_base,
   if (e != cudaSuccess) return e;
   const bool vec = aligned16(f) && aligned16(f_base) && aligned16(a) && aligned16(a_base) && aligned16(w) &&
                    aligned16(out);
-  sculpt_kernel<<<grid, kThreads, 0, stream>>>(Src{f, f_dtype}, Src{f_base, f_dtype}, Src{a, a_dtype},
-                                               Src{a_base, a_dtype}, t, mode, Src{w, w_dtype}, out, out_dtype,
-                                               mask, n, vec, reinterpret_cast<unsigned long long*>(counts));
+  SMFA_LAUNCH(sculpt_kernel, grid, kThreads, stream)(
+      Src{f, f_dtype}, Src{f_base, f_dtype}, Src{a, a_dtype}, Src{a_base, a_dtype}, t, mode, Src{w, w_dtype}, out,
+      out_dtype, mask, n, vec, reinterpret_cast<unsigned long long*>(counts));
   return cudaGetLastError();
 }
 
@@ -340,9 +346,9 @@ extern "C" cudaError_t smfa_cuda_sweep_counts(const void* f, const void* f_base,
   int64_t t0 = 0;
   do {  // at least one launch: it also counts the conflicts
     const int nt = (int)((n_ts - t0) < kSweepT ? (n_ts - t0) : kSweepT);
-    sweep_kernel<<<grid, kThreads, 0, stream>>>(Src{f, f_dtype}, Src{f_base, f_dtype}, Src{a, a_dtype},
-                                                Src{a_base, a_dtype}, ts, t0, nt, t0 == 0, n, vec,
-                                                reinterpret_cast<unsigned long long*>(counts));
+    SMFA_LAUNCH(sweep_kernel, grid, kThreads, stream)(Src{f, f_dtype}, Src{f_base, f_dtype}, Src{a, a_dtype},
+                                                      Src{a_base, a_dtype}, ts, t0, nt, t0 == 0, n, vec,
+                                                      reinterpret_cast<unsigned long long*>(counts));
     e = cudaGetLastError();
     if (e != cudaSuccess) return e;
     t0 += nt;

@@ -2,7 +2,10 @@
 
 Parametrised over (backend, device): triton on CPU tensors through the interpreter when
 TRITON_INTERPRET=1 (tests/conftest.py sets it on machines without a GPU), triton and cuda on
-CUDA tensors when a GPU is there. The reference always runs on CPU copies: it is the spec.
+CUDA tensors when a GPU is there, and always `cuda-emulated`: the CUDA kernels' own source
+compiled for the host against csrc/cuda/emu (tests/cuda_emulated.py), so their indexing, tails,
+reduction order and rounding are checked on every machine. The reference always runs on CPU
+copies: it is the spec.
 The interpreter costs ~1.4 ms per program and more per op, so the grids here are chosen to
 cover every (dtype, size, mode, t, option) value without their full product.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import importlib
 import os
 
+import cuda_emulated
 import pytest
 import torch
 from kernel_utils import (
@@ -49,6 +53,9 @@ def _backend_params():
             ok, why = False, "no CUDA device"
         marks = () if ok else (pytest.mark.skip(reason=f"{name} backend unavailable: {why}"),)
         params.append(pytest.param((mod, dev), id=f"{name}-{dev}", marks=marks))
+    ok, why = cuda_emulated.available()
+    marks = () if ok else (pytest.mark.skip(reason=f"cuda-emulated unavailable: {why}"),)
+    params.append(pytest.param((cuda_emulated, "cpu"), id="cuda-emulated", marks=marks))
     return params
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
+import re
 import shutil
 import subprocess
 
@@ -30,11 +31,20 @@ P, INT, I64, F = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_float
 
 
 @pytest.mark.parametrize("cu", CU_FILES, ids=os.path.basename)
-def test_nvcc_compiles_for_sm90(cu, tmp_path):
-    res = subprocess.run([NVCC, "-c", *FLAGS, "-arch=sm_90", cu, "-o", str(tmp_path / "k.o")],
+def test_nvcc_compiles_for_sm90_without_spills(cu, tmp_path):
+    """No warnings, and ptxas keeps every kernel in registers: a spill or a local stack frame
+    would be slow memory traffic on the GPU, visible here before anyone runs it."""
+    res = subprocess.run([NVCC, "-c", *FLAGS, "-arch=sm_90", "--resource-usage", cu, "-o", str(tmp_path / "k.o")],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    assert "warning" not in res.stderr.lower(), res.stderr
+    out = res.stdout + res.stderr
+    assert "warning" not in out.lower(), out
+    frames = re.findall(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", out)
+    kernels = re.findall(r"Compiling entry function '(\w+)'", out)
+    assert kernels and len(frames) >= len(kernels), out
+    assert all(f == ("0", "0", "0") for f in frames), out
+    regs = [int(r) for r in re.findall(r"Used (\d+) registers", out)]
+    assert regs and max(regs) <= 255, out
 
 
 @pytest.fixture(scope="module")

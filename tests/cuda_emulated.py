@@ -49,16 +49,21 @@ def compile_emulated(out: str, cu_sources: list[str] | None = None) -> str:
     return out
 
 
-@functools.cache
-def lib() -> ctypes.CDLL:
-    d = tempfile.mkdtemp(prefix="smfa-cuda-emu-")
-    atexit.register(shutil.rmtree, d, True)
-    so = ctypes.CDLL(compile_emulated(os.path.join(d, "libsmfa_cuda_emu.so")))
+def bind_launchers(so: ctypes.CDLL) -> ctypes.CDLL:
+    """Declare the launcher API of csrc/cuda/sculpt_cuda.h on a loaded library (nvcc-built or emulated)."""
     so.smfa_cuda_sumsq_blocks.argtypes = [P, P, INT, I64, P, P]
     so.smfa_cuda_sculpt_chunk.argtypes = [P, P, INT, P, P, INT, F, INT, P, INT, P, INT, P, I64, P, P]
     so.smfa_cuda_sweep_counts.argtypes = [P, P, INT, P, P, INT, P, I64, I64, P, P]
     for fn in (so.smfa_cuda_sumsq_blocks, so.smfa_cuda_sculpt_chunk, so.smfa_cuda_sweep_counts):
         fn.restype = INT
+    return so
+
+
+@functools.cache
+def lib() -> ctypes.CDLL:
+    d = tempfile.mkdtemp(prefix="smfa-cuda-emu-")
+    atexit.register(shutil.rmtree, d, True)
+    so = bind_launchers(ctypes.CDLL(compile_emulated(os.path.join(d, "libsmfa_cuda_emu.so"))))
     so.smfa_emu_set_sms.argtypes = [INT]
     so.smfa_emu_launches.restype = I64
     so.smfa_emu_threads_run.restype = I64

@@ -13,6 +13,7 @@ import subprocess
 
 import pytest
 import torch
+from cuda_emulated import CODES, bind_launchers
 
 from smfa_core.backends import reference as ref
 
@@ -26,8 +27,6 @@ pytestmark = [
     pytest.mark.skipif(not CU_FILES, reason="no csrc/cuda/*.cu"),
 ]
 
-CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
-P, INT, I64, F = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_float
 
 
 @pytest.mark.parametrize("cu", CU_FILES, ids=os.path.basename)
@@ -57,13 +56,7 @@ def lib(tmp_path_factory):
     res = subprocess.run([NVCC, "-shared", *FLAGS, arch, *CU_FILES, "-o", str(so)],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    lib = ctypes.CDLL(str(so))
-    lib.smfa_cuda_sumsq_blocks.argtypes = [P, P, INT, I64, P, P]
-    lib.smfa_cuda_sculpt_chunk.argtypes = [P, P, INT, P, P, INT, F, INT, P, INT, P, INT, P, I64, P, P]
-    lib.smfa_cuda_sweep_counts.argtypes = [P, P, INT, P, P, INT, P, I64, I64, P, P]
-    for fn in (lib.smfa_cuda_sumsq_blocks, lib.smfa_cuda_sculpt_chunk, lib.smfa_cuda_sweep_counts):
-        fn.restype = INT
-    return lib
+    return bind_launchers(ctypes.CDLL(str(so)))
 
 
 def test_launchers_reject_bad_arguments(lib):

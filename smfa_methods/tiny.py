@@ -145,28 +145,29 @@ def build_processor(kind: str, tokenizer=None):
     raise ValueError(f"unknown tiny model kind {kind!r}; choose from {', '.join(KINDS)}")
 
 
-def build_config(kind: str, tokenizer, hidden: int = 32, layers: int = 2):
+def tiny_config(kind: str, *, vocab_size: int, hidden: int = 32, layers: int = 2, eos_id: int | None = None,
+                pad_id: int | None = None, image_id: int | None = None, video_id: int | None = None,
+                vision_start_id: int | None = None):
+    """The config of a tiny random model of `kind` (the one place these shapes are written)."""
     import transformers as tf
 
-    vocab = len(tokenizer)
     text = dict(
-        vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
         tie_word_embeddings=False,
     )
-    tid = tokenizer.convert_tokens_to_ids
     if kind == "llama":
-        return tf.LlamaConfig(**text, eos_token_id=tid("<|im_end|>"), pad_token_id=tid("<|endoftext|>"))
+        return tf.LlamaConfig(**text, eos_token_id=eos_id, pad_token_id=pad_id)
     if kind == "llava_onevision":
         vision = dict(
             model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
             num_attention_heads=4, image_size=32, patch_size=8,
         )
         text.pop("tie_word_embeddings")
-        text.update(bos_token_id=None, eos_token_id=tid("<|im_end|>"), pad_token_id=tid("<|endoftext|>"))
+        text.update(bos_token_id=None, eos_token_id=eos_id, pad_token_id=pad_id)
         return tf.LlavaOnevisionConfig(
             vision_config=vision, text_config=dict(model_type="qwen2", **text),
-            image_token_index=tid("<image>"), video_token_index=tid("<video>"),
+            image_token_index=image_id, video_token_index=video_id,
             vision_feature_layer=-1, vision_feature_select_strategy="full",
             image_grid_pinpoints=[[32, 32]], vision_aspect_ratio="anyres_max_1", tie_word_embeddings=False,
         )
@@ -180,14 +181,26 @@ def build_config(kind: str, tokenizer, hidden: int = 32, layers: int = 2):
         half = head_dim // 2  # mrope_section must sum to head_dim / 2
         sec = [half - 2 * (half // 3), half // 3, half // 3]
         text.pop("tie_word_embeddings")
-        text.update(bos_token_id=None, eos_token_id=tid("<|im_end|>"), pad_token_id=tid("<|endoftext|>"))
+        text.update(bos_token_id=None, eos_token_id=eos_id, pad_token_id=pad_id)
         text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": sec}
         return tf.Qwen2_5_VLConfig(
-            vision_config=vision, text_config=text, image_token_id=tid("<|image_pad|>"),
-            video_token_id=tid("<|video_pad|>"), vision_start_token_id=tid("<|vision_start|>"),
+            vision_config=vision, text_config=text, image_token_id=image_id,
+            video_token_id=video_id, vision_start_token_id=vision_start_id,
             tie_word_embeddings=False,
         )
     raise ValueError(f"unknown tiny model kind {kind!r}; choose from {', '.join(KINDS)}")
+
+
+def build_config(kind: str, tokenizer, hidden: int = 32, layers: int = 2):
+    """tiny_config with the vocabulary and special-token ids of `tokenizer`."""
+    tid = tokenizer.convert_tokens_to_ids
+    ids = dict(eos_id=tid("<|im_end|>"), pad_id=tid("<|endoftext|>"))
+    if kind == "llava_onevision":
+        ids.update(image_id=tid("<image>"), video_id=tid("<video>"))
+    elif kind == "qwen2_5_vl":
+        ids.update(image_id=tid("<|image_pad|>"), video_id=tid("<|video_pad|>"),
+                   vision_start_id=tid("<|vision_start|>"))
+    return tiny_config(kind, vocab_size=len(tokenizer), hidden=hidden, layers=layers, **ids)
 
 
 def model_class(kind: str):

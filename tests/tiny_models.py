@@ -1,5 +1,6 @@
 """Tiny random transformers models for tests (weights only: no tokenizer or processor).
 
+The configs are smfa_methods.tiny's (`tiny_config`), plus GPT-2 for Conv1D layers.
 Builders return fp32 models in eval mode, seeded so that two calls give identical weights.
 `saved_model(tmp_path_factory, kind)` saves one with `save_pretrained` once per test session
 and returns the directory; `load_model(kind, path)` loads it back with the matching class.
@@ -16,76 +17,19 @@ import torch
 
 KINDS = ("llama", "gpt2", "llava_onevision", "qwen2_5_vl")
 
-_LLAMA_TEXT = dict(
-    vocab_size=96,
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=64,
-    tie_word_embeddings=False,
-)
+# Token ids the VLM configs need; weights-only models never tokenize, so any ids < 96 do.
+_VOCAB, _IDS = 96, dict(image_id=95, video_id=94, vision_start_id=93)
 
 
 def _config(kind: str):
     import transformers as tf
 
-    if kind == "llama":
-        return tf.LlamaConfig(**_LLAMA_TEXT)
+    from smfa_methods.tiny import tiny_config
+
     if kind == "gpt2":
-        return tf.GPT2Config(vocab_size=96, n_positions=64, n_embd=32, n_layer=2, n_head=4)
-    if kind == "llava_onevision":
-        vision = dict(
-            model_type="siglip_vision_model",
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            image_size=32,
-            patch_size=8,
-        )
-        text = dict(model_type="qwen2", **{k: v for k, v in _LLAMA_TEXT.items() if k != "tie_word_embeddings"})
-        return tf.LlavaOnevisionConfig(
-            vision_config=vision,
-            text_config=text,
-            image_token_index=95,
-            video_token_index=94,
-            vision_feature_layer=-1,
-            image_grid_pinpoints=[[32, 32]],
-            tie_word_embeddings=False,
-        )
-    if kind == "qwen2_5_vl":
-        vision = dict(
-            depth=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_heads=4,
-            out_hidden_size=32,
-            patch_size=14,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            window_size=56,
-            fullatt_block_indexes=[1],
-        )
-        text = dict(
-            vocab_size=96,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,  # head_dim 16: mrope_section sums to 8
-            num_key_value_heads=1,
-            max_position_embeddings=64,
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
-        )
-        return tf.Qwen2_5_VLConfig(
-            vision_config=vision,
-            text_config=text,
-            image_token_id=95,
-            video_token_id=94,
-            vision_start_token_id=93,
-            tie_word_embeddings=False,
-        )
+        return tf.GPT2Config(vocab_size=_VOCAB, n_positions=64, n_embd=32, n_layer=2, n_head=4)
+    if kind in KINDS:
+        return tiny_config(kind, vocab_size=_VOCAB, **_IDS)
     raise ValueError(f"unknown tiny model kind {kind!r}")
 
 

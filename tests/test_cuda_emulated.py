@@ -104,13 +104,14 @@ def test_bad_launch_configuration(st):
 # ------------------------------------------------------------------ kernels vs guard pages
 
 PROT_NONE = 0
-GUARD_SIZES = (1, 7, 8, 9, 64, 257, 65536, 65543)
+GUARD_SIZES = (1, 7, 8, 9, 64, 257, 65536, 65543, 65536 + 256 * 31 + 5)  # the last: 31 rows + a partial one
 _keep: list = []
 
 
 def _guarded(src: torch.Tensor, where: str) -> torch.Tensor:
-    """A copy of src whose first byte follows a PROT_NONE page ("front") or whose last byte
-    precedes one ("back")."""
+    """A copy of src whose first byte follows a PROT_NONE page ("front"), whose last byte
+    precedes one ("back"), or which starts 16-byte aligned (so vector loads are used) less
+    than 16 bytes before one ("back16")."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     page = mmap.PAGESIZE
@@ -120,7 +121,8 @@ def _guarded(src: torch.Tensor, where: str) -> torch.Tensor:
     base = ctypes.addressof(ctypes.c_char.from_buffer(mm))
     for p in (base, base + (data_pages + 1) * page):
         assert libc.mprotect(p, page, PROT_NONE) == 0, ctypes.get_errno()
-    off = page if where == "front" else (data_pages + 1) * page - nbytes
+    off = {"front": page, "back": (data_pages + 1) * page - nbytes,
+           "back16": ((data_pages + 1) * page - nbytes) // 16 * 16}[where]
     t = torch.frombuffer(mm, dtype=src.dtype, count=src.numel(), offset=off)
     t.copy_(src)
     _keep.append(mm)
@@ -137,7 +139,7 @@ def guard_page_cases() -> int:
             a, ab = make_pair(a, seed=2)
             w = make_weight(dtype, n, seed=3)
             ts = torch.tensor([0.0, 0.5, 1.0, 3.0])
-            for where in ("front", "back"):
+            for where in ("front", "back", "back16"):
                 g = {k: _guarded(v, where) for k, v in dict(f=f, fb=fb, a=a, ab=ab, w=w).items()}
                 out = _guarded(torch.zeros(n, dtype=dtype), where)
                 mask = _guarded(torch.zeros((n + 7) // 8, dtype=torch.uint8), where)
@@ -163,7 +165,7 @@ def test_kernels_stay_inside_their_tensors():
     res = subprocess.run([sys.executable, "-c", code], cwd=HERE, env=env, capture_output=True, text=True,
                          timeout=600)
     assert res.returncode == 0, f"rc={res.returncode} (-11: a kernel touched a guard page)\n{res.stderr[-3000:]}"
-    assert f"cases {3 * len(GUARD_SIZES) * 2}" in res.stdout, res.stdout
+    assert f"cases {3 * len(GUARD_SIZES) * 3}" in res.stdout, res.stdout
 
 
 # ------------------------------------------------------------------ grid sizing

@@ -48,6 +48,22 @@ __device__ __forceinline__ float load1(const void* p, int dt, int64_t i) {
   return dt == SMFA_DTYPE_BF16 ? bf16_to_f32(b) : f16_to_f32(b);
 }
 
+// v[j] = float of the j-th 16-bit value (bf16 or fp16) packed in u, in memory order.
+__device__ __forceinline__ void decode8_16(uint4 u, int dt, float v[8]) {
+  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const uint16_t lo = (uint16_t)(w[k] & 0xFFFFu), hi = (uint16_t)(w[k] >> 16);
+    if (dt == SMFA_DTYPE_BF16) {
+      v[2 * k] = bf16_to_f32(lo);
+      v[2 * k + 1] = bf16_to_f32(hi);
+    } else {
+      v[2 * k] = f16_to_f32(lo);
+      v[2 * k + 1] = f16_to_f32(hi);
+    }
+  }
+}
+
 // v[j] = float(x[i + j]) for j < 8; 0 past n. One or two 16-byte loads when `vec`.
 __device__ __forceinline__ void load8(const void* p, int dt, int64_t i, int64_t n, bool vec, float v[8]) {
   if (vec && i + 8 <= n) {
@@ -57,19 +73,7 @@ __device__ __forceinline__ void load8(const void* p, int dt, int64_t i, int64_t 
       v[0] = x0.x; v[1] = x0.y; v[2] = x0.z; v[3] = x0.w;
       v[4] = x1.x; v[5] = x1.y; v[6] = x1.z; v[7] = x1.w;
     } else {
-      const uint4 u = *reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(p) + i);
-      const uint32_t w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        const uint16_t lo = (uint16_t)(w[k] & 0xFFFFu), hi = (uint16_t)(w[k] >> 16);
-        if (dt == SMFA_DTYPE_BF16) {
-          v[2 * k] = bf16_to_f32(lo);
-          v[2 * k + 1] = bf16_to_f32(hi);
-        } else {
-          v[2 * k] = f16_to_f32(lo);
-          v[2 * k + 1] = f16_to_f32(hi);
-        }
-      }
+      decode8_16(*reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(p) + i), dt, v);
     }
   } else {
 #pragma unroll
@@ -154,6 +158,23 @@ __global__ void __launch_bounds__(kThreads) sumsq_kernel(Src x, Src xb, int64_t 
     // rows wholly past the end would add +0.0 to a sum >= +0.0: skipping them is exact
     const int rows = rem >= kBlock ? kRows : (int)((rem + kLanes - 1) / kLanes);
     int r = 0;
+    if (vec && xb.p == nullptr && x.dt != SMFA_DTYPE_F32) {
+      // 16-bit rows kept raw (4 registers each, not 8 decoded floats): twice the rows in
+      // flight for the same registers. Only rows complete for every lane; rows stay in order.
+      const int full = rem >= kBlock ? kRows : (int)(rem / kLanes);
+      const uint16_t* p = static_cast<const uint16_t*>(x.p) + start;
+      for (; r + 2 * UNROLL <= full; r += 2 * UNROLL) {
+        uint4 raw[2 * UNROLL];
+#pragma unroll
+        for (int u = 0; u < 2 * UNROLL; ++u) raw[u] = *reinterpret_cast<const uint4*>(p + (int64_t)(r + u) * kLanes);
+#pragma unroll
+        for (int u = 0; u < 2 * UNROLL; ++u) {
+          float v[8];
+          decode8_16(raw[u], x.dt, v);
+          accumulate8(acc, v);
+        }
+      }
+    }
     for (; r + UNROLL <= rows; r += UNROLL) {
       float v[UNROLL][8];
 #pragma unroll

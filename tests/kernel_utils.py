@@ -217,3 +217,37 @@ def make_weight(dtype: torch.dtype, n: int, seed: int = 0) -> torch.Tensor:
     w = torch.randn(n, generator=g) * 0.05
     w[torch.rand(n, generator=g) < 0.05] = 0.0
     return w.to(dtype).contiguous()
+
+
+@single_threaded
+def order_sensitive(dtype: torch.dtype, n: int, seed: int = 7) -> torch.Tensor:
+    """Values whose fp64 sum of squares depends on the order of each lane's rows. Every lane
+    of a block holds one big value B at a random row k < 100, small values s elsewhere, with
+    s^2 under a quarter of an ulp of B^2: smalls added after B vanish, smalls added before it
+    survive, so any other row order (e.g. reversed: B at 255 - k) gives other bits. (With
+    random narrow values, 16-bit squares sum exactly in any order and a wrong reduction
+    order would pass unseen.) Signs and B's mantissa are random."""
+    from smfa_core._ops import BLOCK, LANES
+
+    eb, es = (7, -20) if dtype == torch.float16 else (20, -7)  # 2*es <= 2*eb - 54
+    g = torch.Generator().manual_seed(seed)
+    x = torch.full((n,), 2.0**es)
+    rows = BLOCK // LANES
+    idx = torch.arange(n)
+    block, within = idx // BLOCK, idx % BLOCK
+    k = torch.randint(0, 100, ((n + BLOCK - 1) // BLOCK, LANES), generator=g)
+    big = (within // LANES) == k[block, within % LANES]
+    mant = 1.0 + torch.randint(0, 8, (n,), generator=g).float() / 8
+    x = torch.where(big, mant * 2.0**eb, x)
+    x = x * torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
+    assert rows > 100
+    return x.to(dtype)
+
+
+def rows_reversed(x: torch.Tensor, block: int = 65536, lanes: int = 256) -> torch.Tensor:
+    """x with the rows of each full block in reverse order (each lane's terms reversed)."""
+    out = x.clone()
+    full = x.numel() // block * block
+    out[:full] = x[:full].view(-1, block // lanes, lanes).flip(1).reshape(-1)
+    return out
+

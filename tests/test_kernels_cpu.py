@@ -23,6 +23,8 @@ from kernel_utils import (
     make_inputs,
     make_pair,
     make_weight,
+    order_sensitive,
+    rows_reversed,
     single_threaded,
 )
 
@@ -165,6 +167,19 @@ def test_sumsq_blocks_bits(dtype, n):
         assert_bits_equal(cpu_backend.sumsq_blocks(x), ref.sumsq_blocks(x), f"sumsq {kind}")
     xp, xb = make_pair(x, seed=31)
     assert_bits_equal(cpu_backend.sumsq_blocks(xp, xb), ref.sumsq_blocks(xp, xb), "sumsq pair")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=_name)
+def test_sumsq_blocks_order_sensitive_values(dtype):
+    """Values whose sums round (kernel_utils.order_sensitive): only the canonical order gives
+    the reference's bits. Full blocks, and a last block of 31 rows + a partial one."""
+    for n in (3 * 65536, 65536 + 256 * 31 + 5):
+        x = order_sensitive(dtype, n, seed=n)
+        exp = ref.sumsq_blocks(x)
+        assert not torch.equal(ref.sumsq_blocks(rows_reversed(x)), exp), "test values are order-insensitive"
+        assert_bits_equal(cpu_backend.sumsq_blocks(x), exp, f"sumsq order-sensitive n={n}")
+        xp, xb = make_pair(x, seed=5)
+        assert_bits_equal(cpu_backend.sumsq_blocks(xp, xb), ref.sumsq_blocks(xp, xb), f"sumsq pair n={n}")
 
 
 def test_sumsq_blocks_thread_invariant():

@@ -26,6 +26,8 @@ from kernel_utils import (
     make_inputs,
     make_pair,
     make_weight,
+    order_sensitive,
+    rows_reversed,
 )
 
 from smfa_core.backends import reference as ref
@@ -215,18 +217,14 @@ def test_sumsq_blocks_bits(be, dtype, with_base):
 
 @pytest.mark.parametrize("dtype", (BF16, F16, F32), ids=_name)
 def test_sumsq_blocks_order_matters_and_is_kept(be, dtype):
-    """Values spread over 2^-10..2^10, so that the squares (40 binades) round in fp64 and
-    another row order within a lane gives other bits (asserted below; with narrow values,
-    16-bit squares sum exactly in any order). The last block has 31 complete rows and a
-    partial one (CUDA: one raw 16-row group, then the rest)."""
+    """kernel_utils.order_sensitive values: another row order gives other bits (asserted).
+    The last block has 31 complete rows and a partial one (CUDA: one raw 16-row group, then
+    the rest)."""
     mod, device = be
     n = 65536 + 256 * 31 + 5
-    g = torch.Generator().manual_seed(7)
-    x = (torch.randn(n, generator=g) * torch.exp2(torch.randint(-10, 10, (n,), generator=g).float())).to(dtype)
+    x = order_sensitive(dtype, n)
     exp = ref.sumsq_blocks(x)
-    rows_reversed = x.clone()
-    rows_reversed[:65536] = x[:65536].view(256, 256).flip(0).reshape(-1)
-    assert ref.sumsq_blocks(rows_reversed)[0].item() != exp[0].item(), "test values are order-insensitive"
+    assert ref.sumsq_blocks(rows_reversed(x))[0].item() != exp[0].item(), "test values are order-insensitive"
     assert_bits_equal(mod.sumsq_blocks(x.to(device), None).cpu(), exp, f"sumsq wide range {_name(dtype)}")
 
 

@@ -251,3 +251,14 @@ def rows_reversed(x: torch.Tensor, block: int = 65536, lanes: int = 256) -> torc
     out[:full] = x[:full].view(-1, block // lanes, lanes).flip(1).reshape(-1)
     return out
 
+
+def tree_sensitive(dtype: torch.dtype, n: int = 65536 + 3) -> tuple[torch.Tensor, float]:
+    """(x, the exact first block sum) where only the canonical halving tree gives that sum:
+    lane 0 holds 6 (square 36), lanes 1 and 129 hold 2^-24 (square: half an ulp of 36).
+    The tree adds lanes 1 and 129 first (one ulp), then 36 + ulp is exact; adding either
+    half-ulp to 36 first (adjacent pairs, a sequential sum) rounds back to 36. Every dtype
+    holds these values exactly (2^-24 is fp16's smallest subnormal)."""
+    x = torch.zeros(n, dtype=torch.float32)
+    x[0], x[1], x[129] = 6.0, 2.0**-24, -(2.0**-24)
+    return x.to(dtype), 36.0 + 2.0**-47
+

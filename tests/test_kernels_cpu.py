@@ -26,6 +26,7 @@ from kernel_utils import (
     order_sensitive,
     rows_reversed,
     single_threaded,
+    tree_sensitive,
 )
 
 from smfa_core.backends import reference as _reference
@@ -180,6 +181,14 @@ def test_sumsq_blocks_order_sensitive_values(dtype):
         assert_bits_equal(cpu_backend.sumsq_blocks(x), exp, f"sumsq order-sensitive n={n}")
         xp, xb = make_pair(x, seed=5)
         assert_bits_equal(cpu_backend.sumsq_blocks(xp, xb), ref.sumsq_blocks(xp, xb), f"sumsq pair n={n}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=_name)
+def test_sumsq_blocks_halving_tree(dtype):
+    x, first = tree_sensitive(dtype)
+    got = cpu_backend.sumsq_blocks(x)
+    assert got[0].item() == first, f"{got[0].item()!r} != {first!r}: lanes combined in another order"
+    assert_bits_equal(got, ref.sumsq_blocks(x), "sumsq tree")
 
 
 def test_sumsq_blocks_thread_invariant():

@@ -28,6 +28,7 @@ from kernel_utils import (
     make_weight,
     order_sensitive,
     rows_reversed,
+    tree_sensitive,
 )
 
 from smfa_core.backends import reference as ref
@@ -213,6 +214,15 @@ def test_sumsq_blocks_bits(be, dtype, with_base):
         got = mod.sumsq_blocks(x.to(device), _dev(xb, device))
         assert got.device.type == device and got.dtype == torch.float64
         assert_bits_equal(got.cpu(), ref.sumsq_blocks(x, xb), f"sumsq n={n} {_name(dtype)} base={with_base}")
+
+
+@pytest.mark.parametrize("dtype", (BF16, F16, F32), ids=_name)
+def test_sumsq_blocks_halving_tree(be, dtype):
+    mod, device = be
+    x, first = tree_sensitive(dtype)
+    got = mod.sumsq_blocks(x.to(device), None).cpu()
+    assert got[0].item() == first, f"{got[0].item()!r} != {first!r}: lanes combined in another order"
+    assert_bits_equal(got, ref.sumsq_blocks(x), f"sumsq tree {_name(dtype)}")
 
 
 @pytest.mark.parametrize("dtype", (BF16, F16, F32), ids=_name)

@@ -9,7 +9,7 @@ import click
 
 from .errors import user_errors
 
-KINDS = click.Choice(["auto", "delta", "lora", "checkpoint"])
+KINDS = click.Choice(["auto", "delta", "lora", "masked-adapter", "checkpoint"])
 BACKENDS = click.Choice(["auto", "cpu", "cuda", "triton", "reference"])
 
 
@@ -44,8 +44,9 @@ def _progress_default() -> bool:
 @click.option("--anchor", "-a", required=True, type=click.Path(), help="ΔW_a: the retain anchor, same kinds.")
 @click.option("--k", "k", type=float, default=1.0, show_default=True, help="Magnitude factor k in kρ|ΔW_a| < |ΔW_f|.")
 @click.option("--out", "-o", required=True, type=click.Path(), help="Output directory (written atomically).")
-@click.option("--emit", multiple=True, type=click.Choice(["delta", "merged", "mask"]),
-              help="What to write (repeatable). Default: merged with --base, else delta.")
+@click.option("--emit", multiple=True, type=click.Choice(["delta", "merged", "mask", "adapter"]),
+              help="What to write (repeatable): delta, merged (needs --base), mask, adapter (a LoRA forget "
+                   "adapter + its masks; with mask only). Default: merged with --base, else delta.")
 @click.option("--mode", type=click.Choice(["both", "conflict", "magnitude", "none"]), default="both", show_default=True,
               help="Mask rule: C∧R (SMFA), C only, R only, or keep ΔW_f.")
 @_common

@@ -25,15 +25,15 @@ from .atomic import AtomicOutput, cleanup_stale
 from .backends import get_backend
 from .errors import SmfaError
 from .names import match_names
-from .outputs import ShardedWriter, WriteBehind, copy_base_files, shard_plan
+from .outputs import ShardedWriter, WriteBehind, copy_adapter_files, copy_base_files, shard_plan
 from .placement import Placement
 from .prefetch import Prefetcher
 from .report import Report
 from .safetensors_io import Checkpoint, SafetensorsWriter, write_index
-from .sources import DeltaSource, open_source
+from .sources import MASK_FILE, DeltaSource, LoraSource, open_source
 from .tensor_api import FLOAT_DTYPES, check_k, check_mode, exact_sum, rho_of, threshold
 
-EMITS = ("delta", "merged", "mask")
+EMITS = ("delta", "merged", "mask", "adapter")
 DEFAULT_MAX_SHARD_BYTES = 5 * 2**30
 
 
@@ -237,7 +237,9 @@ def sculpt(
     """Sculpt the forget delta against the anchor and write `emit` outputs into `out`.
 
     emit: any of "delta" (sculpted dense delta), "merged" (HF checkpoint: base + sculpted,
-    needs `base`), "mask" (bit-packed masks). Default: merged with a base, else delta.
+    needs `base`), "mask" (bit-packed masks), "adapter" (a masked adapter: the forget LoRA
+    adapter's files + the masks, see sources.MaskedAdapterSource; needs a LoRA forget delta).
+    Default: merged with a base, else delta.
     `anchor=None` merges the forget delta unmasked (the `smfa merge` command).
     `device` ("cpu", "cuda", "cuda:1"): where the kernels run; on a GPU chunks stream through
     pinned buffers, two in flight (see placement.py); memory stays bounded by chunk_mb.
@@ -258,6 +260,8 @@ def sculpt(
             raise SmfaError(f"--emit must be among {', '.join(EMITS)}, got {e!r}")
     if "merged" in emits and base is None:
         raise SmfaError("--emit merged needs --base (the model to merge into)")
+    if "adapter" in emits and ("merged" in emits or "delta" in emits):
+        raise SmfaError("--emit adapter writes an adapter directory: combine it with mask only, not delta/merged")
     out_dtype = None
     if delta_dtype is not None:
         out_dtype = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
@@ -274,6 +278,9 @@ def sculpt(
     step = chunk_elems(chunk_mb)
     fsrc, asrc, base_ckpt = open_inputs(forget, anchor, base, forget_kind, anchor_kind)
     try:
+        if "adapter" in emits and not isinstance(fsrc, LoraSource):
+            raise SmfaError(f"--emit adapter needs a LoRA adapter as --forget; {forget} is a {fsrc.kind} source "
+                            "(use --emit delta or --emit mask)")
         items = plan_items(fsrc, asrc, base_ckpt, missing_anchor)
         report = Report(
             command=command,
@@ -329,15 +336,20 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
         order = [it.name for it in items]
 
     # Output writers with every header planned up front.
-    delta_w = mask_w = None
+    delta_w = None
+    mask_ws = []  # mask.safetensors (--emit mask) and/or the masked adapter's masks
     if "delta" in emits:
         ents = [(n, out_dtype or fsrc.dtype(n), by_name[n].shape) for n in order]
         delta_w = ShardedWriter(tmp, shard_plan(ents, "delta", max_shard_bytes))
-    if "mask" in emits:
+    mask_files = (["mask.safetensors"] if "mask" in emits else []) + ([MASK_FILE] if "adapter" in emits else [])
+    for fn in mask_files:
         ents = [(n, torch.uint8, ((by_name[n].numel + 7) // 8,)) for n in order]
-        shapes = {n: list(by_name[n].shape) for n in order}
-        mask_w = ShardedWriter(tmp, [("mask.safetensors", ents)],
-                                metadata={"smfa.mask": "bitpacked-little", "smfa.shapes": json.dumps(shapes)})
+        meta = {"smfa.mask": "bitpacked-little", "smfa.shapes": json.dumps({n: list(by_name[n].shape) for n in order})}
+        if fn == MASK_FILE:
+            meta["smfa.masked_adapter"] = json.dumps(dict(report.options, forget=report.sources["forget"]["path"]))
+            copy_adapter_files(fsrc, tmp)
+        mask_ws.append(ShardedWriter(tmp, [(fn, ents)], metadata=meta))
+    mask_w = mask_ws[0] if mask_ws else None
 
     merged_writers = {}
     if merged_order is not None:
@@ -410,7 +422,8 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
             if c is None:  # mask only
                 c = be.sculpt_chunk(f, fb, a, ab, t, mode_i, None, outbuf("delta", torch.float32), mask)
             if mask_w is not None:
-                writes.append((mask_w.write, pl.fetch(slot, "mask", mask)))
+                host_mask = pl.fetch(slot, "mask", mask)
+                writes += [(w_.write, host_mask) for w_ in mask_ws]
             pl.record(slot)
             pending.append((slot, writes, c))
             bar.update(n * 2)
@@ -462,8 +475,8 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
                                           filename=os.path.basename(base.index_path)), tmp, weight_map, total)
         if delta_w is not None:
             wb.call(delta_w.close, "delta.safetensors.index.json")
-        if mask_w is not None:
-            wb.call(mask_w.close, None)
+        for w_ in mask_ws:
+            wb.call(w_.close, None)
         wb.drain()
     finally:
         ahead.close()

@@ -24,6 +24,14 @@ def copy_base_files(base: Checkpoint, tmp: str) -> None:
             shutil.copy2(entry.path, os.path.join(tmp, entry.name))
 
 
+def copy_adapter_files(src, tmp: str) -> None:
+    """A LoRA adapter's config and weights, byte for byte (`src`: a sources.LoraSource)."""
+    from .sources import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+
+    shutil.copy2(os.path.join(src.path, ADAPTER_CONFIG), os.path.join(tmp, ADAPTER_CONFIG))
+    shutil.copy2(src.weights_path, os.path.join(tmp, ADAPTER_WEIGHTS))
+
+
 def shard_plan(entries: list[tuple[str, torch.dtype, tuple[int, ...]]], stem: str,
                 max_bytes: int) -> list[tuple[str, list[tuple[str, torch.dtype, tuple[int, ...]]]]]:
     """Split (name, dtype, shape) entries into shards of at most max_bytes (HF naming)."""

@@ -24,12 +24,28 @@ def copy_base_files(base: Checkpoint, tmp: str) -> None:
             shutil.copy2(entry.path, os.path.join(tmp, entry.name))
 
 
+_MASKED_README = """# smfa masked adapter
+
+A LoRA adapter sculpted by `smfa sculpt --emit adapter`: the LoRA factors ({weights}, PEFT's
+adapter_model.safetensors renamed so that PEFT cannot load it without its mask) and the
+bit-packed mask of every delta tensor ({mask}). Masked entries of the delta are zero.
+
+Apply it with smfa, which gives the same bits as `smfa sculpt --emit merged`:
+
+    smfa merge --base BASE_MODEL --delta THIS_DIR --out MERGED_MODEL
+    smfa_core.sculpt_model_(model, "THIS_DIR", {{}}, 1.0, missing_anchor="keep")   # in memory
+"""
+
+
 def copy_adapter_files(src, tmp: str) -> None:
-    """A LoRA adapter's config and weights, byte for byte (`src`: a sources.LoraSource)."""
-    from .sources import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+    """A masked adapter's LoRA files (`src`: a sources.LoraSource): config and weights byte for
+    byte, the weights under MASKED_WEIGHTS, and a README saying how to apply it."""
+    from .sources import ADAPTER_CONFIG, MASK_FILE, MASKED_WEIGHTS
 
     shutil.copy2(os.path.join(src.path, ADAPTER_CONFIG), os.path.join(tmp, ADAPTER_CONFIG))
-    shutil.copy2(src.weights_path, os.path.join(tmp, ADAPTER_WEIGHTS))
+    shutil.copy2(src.weights_path, os.path.join(tmp, MASKED_WEIGHTS))
+    with open(os.path.join(tmp, "README.md"), "w", encoding="utf-8") as f:
+        f.write(_MASKED_README.format(weights=MASKED_WEIGHTS, mask=MASK_FILE))
 
 
 def shard_plan(entries: list[tuple[str, torch.dtype, tuple[int, ...]]], stem: str,

@@ -37,6 +37,7 @@ __all__ = [
     "DeltaSource",
     "DenseDeltaSource",
     "LoraSource",
+    "MASKED_WEIGHTS",
     "MASK_FILE",
     "MaskedAdapterSource",
     "detect_kind",
@@ -44,7 +45,10 @@ __all__ = [
 ]
 
 KINDS = ("delta", "lora", "masked-adapter", "checkpoint")
-MASK_FILE = "smfa_mask.safetensors"  # the masks of a masked adapter, next to its LoRA files
+# A masked adapter keeps the LoRA weights under another name than PEFT's, so that PEFT cannot
+# load it as a plain (unmasked) adapter by mistake; the masks sit next to them.
+MASK_FILE = "smfa_mask.safetensors"
+MASKED_WEIGHTS = "smfa_adapter_model.safetensors"
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -361,12 +365,14 @@ class LoraSource(DeltaSource):
 
     kind = "lora"
 
-    def __init__(self, path: str, *, base: Checkpoint | None = None, target_names=None, label: str = "forget"):
+    def __init__(self, path: str, *, base: Checkpoint | None = None, target_names=None, label: str = "forget",
+                 weights_file: str = ADAPTER_WEIGHTS):
         path = os.fspath(path)
-        if os.path.isfile(path) and os.path.basename(path) in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
+        if os.path.isfile(path) and os.path.basename(path) in (ADAPTER_CONFIG, weights_file):
             path = os.path.dirname(path) or "."
         self.path = path
         self.label = label
+        self._weights_file = weights_file
         self._base = base
         self._scratch = _Scratch()
         self._tiles: list[tuple[tuple[str, int], torch.Tensor, torch.Tensor]] = []  # (key, tile, store)
@@ -434,7 +440,7 @@ class LoraSource(DeltaSource):
                     raise SmfaError(f"{cfg_path}: {key} key {pat!r} is not a valid regular expression: {e}") from None
 
     def _find_weights(self) -> str:
-        st = os.path.join(self.path, ADAPTER_WEIGHTS)
+        st = os.path.join(self.path, self._weights_file)
         if os.path.isfile(st):
             return st
         if os.path.isfile(os.path.join(self.path, ADAPTER_WEIGHTS_BIN)):
@@ -443,7 +449,7 @@ class LoraSource(DeltaSource):
                 f"safetensors first, e.g. `PeftModel.from_pretrained(...).save_pretrained(dir, "
                 f"safe_serialization=True)` or `safetensors.torch.save_file(torch.load(bin), '{ADAPTER_WEIGHTS}')`"
             )
-        raise SmfaError(f"{self.label} LoRA adapter {self.path}: no {ADAPTER_WEIGHTS} in this directory")
+        raise SmfaError(f"{self.label} LoRA adapter {self.path}: no {self._weights_file} in this directory")
 
     def _scaling(self, module: str) -> tuple[int, float]:
         cfg = self.config
@@ -731,8 +737,10 @@ class LoraSource(DeltaSource):
 
 
 class MaskedAdapterSource(DeltaSource):
-    """A masked adapter: a PEFT LoRA adapter's files plus ``smfa_mask.safetensors``, the bit-packed
-    sculpting mask of each of its tensors (written by ``smfa sculpt --emit adapter``).
+    """A masked adapter: a PEFT LoRA adapter's config and weights (the weights renamed
+    ``smfa_adapter_model.safetensors``, so PEFT refuses the directory instead of loading the
+    unmasked adapter) plus ``smfa_mask.safetensors``, the bit-packed sculpting mask of each of
+    its tensors (written by ``smfa sculpt --emit adapter``).
 
     The delta is the LoRA delta (as ``LoraSource`` computes it, fp32) with the masked entries set
     to +0.0; tensors the adapter saves in full give (saved − base) masked the same way. Merging it
@@ -753,7 +761,7 @@ class MaskedAdapterSource(DeltaSource):
             raise SmfaError(f"{label} masked adapter {path}: no {MASK_FILE}")
         self._scratch = _Scratch()
         self._mask: SafetensorsReader | None = None
-        self._lora = LoraSource(path, base=base, target_names=target_names, label=label)
+        self._lora = LoraSource(path, base=base, target_names=target_names, label=label, weights_file=MASKED_WEIGHTS)
         try:
             self._mask = SafetensorsReader(mpath)
             self._mask_of = match_names(self._lora.names(), list(self._mask.tensors),
@@ -834,7 +842,7 @@ def detect_kind(path) -> str:
         )
     # A file: the weights of an adapter dir count as that adapter; anything else is a dense delta.
     parent = os.path.dirname(path) or "."
-    if os.path.basename(path) in (ADAPTER_WEIGHTS, ADAPTER_CONFIG) and os.path.isfile(
+    if os.path.basename(path) in (ADAPTER_WEIGHTS, ADAPTER_CONFIG, MASKED_WEIGHTS, MASK_FILE) and os.path.isfile(
         os.path.join(parent, ADAPTER_CONFIG)
     ):
         return "masked-adapter" if os.path.isfile(os.path.join(parent, MASK_FILE)) else "lora"

@@ -18,7 +18,7 @@ from tiny_models import build_model, saved_model
 import smfa_core
 from smfa_cli.main import cli
 from smfa_core.errors import SmfaError
-from smfa_core.sources import MASK_FILE, MaskedAdapterSource, detect_kind, open_source
+from smfa_core.sources import MASK_FILE, MASKED_WEIGHTS, MaskedAdapterSource, detect_kind, open_source
 
 peft = pytest.importorskip("peft")
 
@@ -76,8 +76,10 @@ def test_adapter_merges_to_the_bits_of_emit_merged(setup, tmp_path):
     ad = tmp_path / "adapter"
     smfa_core.sculpt(s["f"], s["a"], k=0.5, base=s["base"], out=str(ad), emit=["adapter", "mask"])
     # the adapter's own files, byte for byte, plus the masks (the same as --emit mask's)
-    for fn in ("adapter_config.json", "adapter_model.safetensors"):
-        assert filecmp.cmp(os.path.join(s["f"], fn), ad / fn, shallow=False), fn
+    assert filecmp.cmp(os.path.join(s["f"], "adapter_config.json"), ad / "adapter_config.json", shallow=False)
+    assert filecmp.cmp(os.path.join(s["f"], "adapter_model.safetensors"), ad / MASKED_WEIGHTS, shallow=False)
+    assert not (ad / "adapter_model.safetensors").exists()
+    assert "smfa merge" in (ad / "README.md").read_text()
     _assert_same_bits(load_file(ad / MASK_FILE), load_file(ad / "mask.safetensors"))
     with safe_open(str(ad / MASK_FILE), "pt") as fh:
         meta = json.loads(fh.metadata()["smfa.masked_adapter"])
@@ -122,6 +124,16 @@ def test_adapter_applies_in_memory(setup, tmp_path):
     merged = _tensors(str(tmp_path / "m"))
     for n, p in model.state_dict().items():
         assert torch.equal(p, merged[n]), n
+
+
+def test_peft_refuses_a_masked_adapter(setup, tmp_path):
+    """PEFT would apply the LoRA without its mask: the directory must not load as a plain adapter."""
+    s = setup
+    smfa_core.sculpt(s["f_lora"], s["a_lora"], k=1.0, out=str(tmp_path / "ad"), emit="adapter")
+    model = build_model("llama").__class__.from_pretrained(s["base"], dtype=torch.float32)
+    with pytest.raises(ValueError):  # it finds no adapter_model.* (and, offline, no hub repo)
+        peft.PeftModel.from_pretrained(model, str(tmp_path / "ad"))
+    assert detect_kind(str(tmp_path / "ad" / MASKED_WEIGHTS)) == "masked-adapter"
 
 
 def test_emit_adapter_errors(setup, tmp_path):

@@ -297,6 +297,8 @@ def sculpt(
                  out_dtype, max_shard_bytes, progress, report, pl)
             report.seconds = time.perf_counter() - t0
             report.outputs = {e: out for e in emits}
+            if pl.staged:
+                report.extra["staging_bytes"] = pl.staging_bytes()
             report.write_json(os.path.join(tmp, "smfa_report.json"))
         if report_path:
             report.write_json(report_path)

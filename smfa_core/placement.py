@@ -79,6 +79,12 @@ class Placement:
         host.copy_(t, non_blocking=True)
         return host
 
+    def staging_bytes(self) -> dict[str, int]:
+        """Bytes held by the staging buffers so far: "device" (GPU memory on a GPU) and "host"
+        (pinned on a GPU). Bounded by slots x roles x one chunk, whatever the model size."""
+        return {"device": sum(b.numel() for b in self._dev.values()),
+                "host": sum(b.numel() for b in self._host.values())}
+
     def record(self, slot: int) -> None:
         """Mark the end of this slot's queued work."""
         if self.cuda:

@@ -290,6 +290,31 @@ def test_staged_pipeline_and_backends_give_the_same_bits(tmp_path, backend):
             assert _bits_equal(x[n], y[n]), (fn, n)
 
 
+def test_staging_memory_is_bounded_by_the_chunk_not_the_model(tmp_path):
+    """--device cuda keeps two slots of chunk-sized buffers (run here in staged mode on CPU):
+    a model with 3x the rows holds the same staging bytes, at most slots x roles x chunk."""
+    from smfa_core.engine import chunk_elems
+
+    g = torch.Generator().manual_seed(9)
+    figures = []
+    for rows in (300, 900):
+        d = tmp_path / str(rows)
+        d.mkdir()
+        shapes = {"a.weight": (rows, 701), "b.weight": (5, 3), "c.weight": (rows // 3, 1031)}
+        for name, scale in (("base", 1.0), ("f", 0.1), ("a", 0.1)):
+            save_file({n: (torch.randn(s, generator=g) * scale).to(torch.bfloat16) for n, s in shapes.items()},
+                      d / f"{name}.safetensors")
+        rep = smfa_core.sculpt(str(d / "f.safetensors"), str(d / "a.safetensors"), k=1.0,
+                               base=str(d / "base.safetensors"), out=str(d / "o"),
+                               emit=["merged", "delta", "mask"], chunk_mb=0.01, _staged=True)
+        figures.append(rep.extra["staging_bytes"])
+    assert figures[0] == figures[1]
+    step = chunk_elems(0.01)
+    total = sum(figures[0].values())
+    assert 0 < total <= 2 * 13 * 4 * step  # 2 slots x (7 inputs + 3 outputs + 3 copies back) x fp32 chunk
+    assert rows * 701 > 4 * step  # the larger model is many chunks
+
+
 def test_device_errors(dense):
     d, _, _ = dense
     with pytest.raises(SmfaError, match="--device"):

@@ -41,6 +41,7 @@ if "$PY" -c "import pytest" 2>/dev/null; then
   timeout 300 "$PY" -m pytest -q -o addopts="-ra" -p no:cacheprovider -x \
     -k "not emulated" tests/test_kernels_gpu.py tests/test_cuda_build.py tests/test_dispatch.py \
     "tests/test_engine.py::test_cuda_device_streaming_matches_cpu" \
+    "tests/test_engine.py::test_cuda_device_expands_lora_on_the_gpu" \
     $(ls tests/test_kernels_cpu.py 2>/dev/null) 2>&1 | tee "$RES/pytest.log" | tail -25
 else
   echo "pytest not installed for $PY: skipping the test files (the bandwidth script still bit-checks)"

@@ -205,6 +205,10 @@ class _Renamed(DeltaSource):
     def read(self, name: str, start: int, stop: int):
         return self._src.read(self._own[name], start, stop)
 
+    def compute_on(self, device) -> None:
+        if hasattr(self._src, "compute_on"):
+            self._src.compute_on(device)
+
     def close(self) -> None:
         self._src.close()
 
@@ -278,6 +282,10 @@ def sculpt(
     step = chunk_elems(chunk_mb)
     fsrc, asrc, base_ckpt = open_inputs(forget, anchor, base, forget_kind, anchor_kind)
     try:
+        if pl.cuda:  # LoRA deltas are expanded on the GPU: only their factors cross PCIe
+            for src in (fsrc, asrc):
+                if hasattr(src, "compute_on"):
+                    src.compute_on(pl.device)
         if "adapter" in emits and not isinstance(fsrc, LoraSource):
             raise SmfaError(f"--emit adapter needs a LoRA adapter as --forget; {forget} is a {fsrc.kind} source "
                             "(use --emit delta or --emit mask)")

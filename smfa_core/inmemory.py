@@ -109,6 +109,9 @@ def _from_files(path: str, label: str, params: Mapping[str, torch.nn.Parameter])
 
     live = {p.replace(".base_layer.", ".").removeprefix("base_model.model."): p for p in params}
     src = open_source(path, target_names=list(live), label=label)
+    devices = {params[live[n]].device for n in src.names()}
+    if len(devices) == 1 and next(iter(devices)).type == "cuda" and hasattr(src, "compute_on"):
+        src.compute_on(next(iter(devices)))  # LoRA: expand B@A where the weights are
     out = {}
     for n in src.names():
         p = params[live[n]]

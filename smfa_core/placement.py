@@ -50,8 +50,8 @@ class Placement:
 
     def put(self, slot: int, role: str, x: torch.Tensor | None) -> torch.Tensor | None:
         """A chunk read on the host, where the kernels can use it."""
-        if x is None or not self.staged:
-            return x
+        if x is None or not self.staged or (self.cuda and x.device == self.device):
+            return x  # unstaged, or already there (a LoRA delta expanded on the GPU)
         n, dt = x.numel(), x.dtype
         host = self._typed(self._buf(self._host, (slot, role), n * dt.itemsize, pinned=self.cuda, on_device=False), dt, n)
         host.copy_(x)

@@ -105,15 +105,16 @@ class DeltaSource(ABC):
 
 
 class _Scratch:
-    """Reusable byte buffers, one per slot, grown on demand (never shrunk)."""
+    """Reusable byte buffers, one per slot, grown on demand (never shrunk), on one device."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: torch.device | str = "cpu") -> None:
         self._bufs: dict[str, torch.Tensor] = {}
+        self.device = torch.device(device)
 
     def bytes(self, slot: str, nbytes: int) -> torch.Tensor:
         buf = self._bufs.get(slot)
         if buf is None or buf.numel() < nbytes:
-            buf = self._bufs[slot] = torch.empty(max(nbytes, 64), dtype=torch.uint8)
+            buf = self._bufs[slot] = torch.empty(max(nbytes, 64), dtype=torch.uint8, device=self.device)
         return buf[: max(nbytes, 0)]
 
     def typed(self, slot: str, n: int, dtype: torch.dtype) -> torch.Tensor:
@@ -375,6 +376,7 @@ class LoraSource(DeltaSource):
         self._weights_file = weights_file
         self._base = base
         self._scratch = _Scratch()
+        self._dev_scratch = _Scratch()  # where tiles are expanded (see compute_on)
         self._tiles: list[tuple[tuple[str, int], torch.Tensor, torch.Tensor]] = []  # (key, tile, store)
         self._reader: SafetensorsReader | None = None
         self.config = self._load_config()
@@ -630,6 +632,18 @@ class LoraSource(DeltaSource):
                 f"{bpath} has shape {list(bshape)}"
             )
 
+    def compute_on(self, device: torch.device | str) -> None:
+        """Expand B@A on `device` (the GPU of `--device cuda`): the factors go there once (they are
+        small) and every tile is one GEMM there, so the dense delta never crosses PCIe. `read` then
+        returns tensors on that device for LoRA modules (tensors saved in full stay on the host).
+        The bits are that device's GEMM's, which may round differently from the CPU's."""
+        device = torch.device(device)
+        for mod in self._modules.values():
+            if mod.a is not None:
+                mod.a, mod.b = mod.a.to(device), mod.b.to(device)
+        self._dev_scratch = _Scratch(device)
+        self._tiles.clear()
+
     # -- DeltaSource ---------------------------------------------------------------------------
     def names(self) -> list[str]:
         return list(self._names)
@@ -660,7 +674,7 @@ class LoraSource(DeltaSource):
             return self._read_full(name, start, stop)
         self._check_range(name, start, stop)
         if start == stop:
-            return self._scratch.typed("delta", 0, torch.float32), None
+            return self._dev_scratch.typed("delta", 0, torch.float32), None
         cols = math.prod(mod.shape[1:])
         tile_rows = max(1, LORA_TILE_ELEMS // cols)
         span = tile_rows * cols
@@ -668,7 +682,7 @@ class LoraSource(DeltaSource):
         if t_end - t_first == 1:  # inside one tile: a view of it
             t0 = t_first * span
             return self._tile(name, mod, t_first, tile_rows, cols)[start - t0 : stop - t0], None
-        out = self._scratch.typed("delta", stop - start, torch.float32)
+        out = self._dev_scratch.typed("delta", stop - start, torch.float32)
         for t in range(t_first, t_end):
             tile = self._tile(name, mod, t, tile_rows, cols)
             t0 = t * span
@@ -696,7 +710,7 @@ class LoraSource(DeltaSource):
             if old.numel() >= (b - a) * cols:
                 store = old
         if store is None:
-            store = torch.empty(max(tile_rows * cols, 1), dtype=torch.float32)
+            store = torch.empty(max(tile_rows * cols, 1), dtype=torch.float32, device=self._dev_scratch.device)
         tile = store[: (b - a) * cols].view(b - a, cols)
         assert mod.a is not None and mod.b is not None
         # One GEMM with the scaling as its alpha (beta=0: the buffer's old contents are ignored).
@@ -729,6 +743,7 @@ class LoraSource(DeltaSource):
         if self._reader is not None:
             self._reader.close()
         self._scratch.clear()
+        self._dev_scratch.clear()
         self._tiles.clear()
 
 

@@ -155,6 +155,24 @@ def test_lora_tiles_smaller_than_reads(tmp_path, monkeypatch, tile):
             check_ranges(src, n)
 
 
+def test_lora_compute_on_a_device(tmp_path, monkeypatch):
+    """compute_on(device) moves the factors and expands every tile there (the GPU of
+    --device cuda): reads land on that device with the same values; here the device is the
+    CPU (tests/test_engine.py checks a GPU when there is one)."""
+    import smfa_core.sources as sources
+
+    monkeypatch.setattr(sources, "LORA_TILE_ELEMS", 50)  # reads span several tiles
+    adir, _ = make_adapter(tmp_path, "llama", r=4, lora_alpha=8, target_modules=["down_proj"])
+    with open_source(adir) as ref_src, open_source(adir) as src:
+        src.compute_on(torch.device("cpu"))
+        for n in src.names():
+            assert torch.equal(full_delta(src, n), full_delta(ref_src, n))
+            x, xb = src.read(n, 3, 3)
+            assert x.numel() == 0 and xb is None
+            x, _ = src.read(n, 7, 7 + 3 * 64 + 5)
+            assert x.device.type == "cpu" and torch.equal(x, ref_src.read(n, 7, 7 + 3 * 64 + 5)[0])
+
+
 def test_lora_rslora(tmp_path, base_dirs):
     adir, merged = make_adapter(tmp_path, "llama", r=4, lora_alpha=8, use_rslora=True, target_modules=LM_LINEAR)
     src, base = check_against_merge("llama", base_dirs("llama"), adir, merged)

@@ -7,11 +7,11 @@ materialised delta.
 
 - sumsq_blocks(x, x_base?) -> float64[ceil(n / BLOCK)]
       per-block sums of squares (fp64) in the canonical order of the reference.
-- sculpt_chunk(f, f_base?, a, a_base?, t, mode, w?, out!, mask!?) -> int64[2]
+- sculpt_chunk(f, f_base?, a, a_base?, t, mask_mode, w?, out!, mask!?) -> int64[2]
       writes out = M ? 0 : f  (or round(w + that) when w is given), optionally the
       bit-packed mask, returns [conflict count, masked count].
 - sweep_counts(f, f_base?, a, a_base?, ts) -> int64[1 + len(ts)]
-      [conflict count, masked count at t for t in ts]   (inspect --k-sweep)
+      [conflict count, masked count at t for t in ts], on the host   (inspect --k-sweep)
 """
 
 from __future__ import annotations
@@ -27,25 +27,41 @@ LANES = 256
 
 MODES = {"none": 0, "conflict": 1, "magnitude": 2, "both": 3}
 
-lib = torch.library.Library("smfa", "DEF")
-lib.define("sumsq_blocks(Tensor x, Tensor? x_base) -> Tensor")
-lib.define(
-    "sculpt_chunk(Tensor f, Tensor? f_base, Tensor a, Tensor? a_base, float t, int mode, "
-    "Tensor? w, Tensor(a!) out, Tensor(b!)? mask) -> Tensor"
-)
-lib.define("sweep_counts(Tensor f, Tensor? f_base, Tensor a, Tensor? a_base, Tensor ts) -> Tensor")
+# The schemas, written once. `mask_mode`, not `mode`: an argument named `mode` collides with
+# a keyword of torch's dispatch-mode redirection (torch.compile / opcheck's aot test fail).
+SCHEMAS = {
+    "sumsq_blocks": "sumsq_blocks(Tensor x, Tensor? x_base) -> Tensor",
+    "sculpt_chunk": ("sculpt_chunk(Tensor f, Tensor? f_base, Tensor a, Tensor? a_base, float t, int mask_mode, "
+                     "Tensor? w, Tensor(a!) out, Tensor(b!)? mask) -> Tensor"),
+    "sweep_counts": "sweep_counts(Tensor f, Tensor? f_base, Tensor a, Tensor? a_base, Tensor ts) -> Tensor",
+}
 
 
-@torch.library.register_fake("smfa::sumsq_blocks")
 def _sumsq_blocks_fake(x, x_base):
     return x.new_empty(((x.numel() + BLOCK - 1) // BLOCK,), dtype=torch.float64)
 
 
-@torch.library.register_fake("smfa::sculpt_chunk")
-def _sculpt_chunk_fake(f, f_base, a, a_base, t, mode, w, out, mask):
+def _sculpt_chunk_fake(f, f_base, a, a_base, t, mask_mode, w, out, mask):
     return f.new_empty((2,), dtype=torch.int64)
 
 
-@torch.library.register_fake("smfa::sweep_counts")
 def _sweep_counts_fake(f, f_base, a, a_base, ts):
-    return f.new_empty((1 + ts.numel(),), dtype=torch.int64)
+    # counts come back on the host whatever the device (inspect reads them at once)
+    return torch.empty((1 + ts.numel(),), dtype=torch.int64, device="cpu")
+
+
+_FAKES = {"sumsq_blocks": _sumsq_blocks_fake, "sculpt_chunk": _sculpt_chunk_fake,
+          "sweep_counts": _sweep_counts_fake}
+
+
+def define_ops(namespace: str) -> torch.library.Library:
+    """Define the op set (schemas + fake impls) in `namespace`; backends register kernels on it
+    (`smfa`: the C++ cpu/cuda kernels; `smfa_triton`: the Triton kernels)."""
+    lib = torch.library.Library(namespace, "DEF")
+    for name, schema in SCHEMAS.items():
+        lib.define(schema)
+        torch.library.register_fake(f"{namespace}::{name}", _FAKES[name], lib=lib)
+    return lib
+
+
+lib = define_ops("smfa")

@@ -1,4 +1,5 @@
-"""The `triton` backend: Triton kernels (triton_kernels.py), on CUDA tensors.
+"""The `triton` backend: Triton kernels (triton_kernels.py) as the custom ops
+torch.ops.smfa_triton.* (schemas of smfa_core/_ops.py), on CUDA tensors.
 
 With TRITON_INTERPRET=1 in the environment (set before this backend's kernels are first
 used) the kernels run on CPU tensors through Triton's interpreter: that is how the tests
@@ -35,25 +36,36 @@ def available() -> tuple[bool, str]:
     return True, "Triton on CUDA"
 
 
-def _k():
+def _ops():
+    """torch.ops.smfa_triton: the op set of smfa_core/_ops.py in a namespace of its own (the
+    `smfa` ops' CUDA key belongs to the C++ kernels), with the Triton kernels registered for
+    CUDA tensors, and for CPU tensors under the interpreter. Done on first use: importing
+    this module imports no triton."""
     global _kernels
     if _kernels is None:
+        import torch
+
+        from .. import _ops
         from . import triton_kernels as k
 
         if _interpret():
             k.Config.interpret = True
             k.Config.sculpt_block = 65536
-        _kernels = k
-    return _kernels
+        lib = _ops.define_ops("smfa_triton")
+        for name in _ops.SCHEMAS:
+            for key in ("CUDA", "CPU") if _interpret() else ("CUDA",):
+                lib.impl(name, getattr(k, name), key)
+        _kernels = (lib, torch.ops.smfa_triton)
+    return _kernels[1]
 
 
 def sumsq_blocks(x, x_base=None):
-    return _k().sumsq_blocks(x, x_base)
+    return _ops().sumsq_blocks(x, x_base)
 
 
 def sculpt_chunk(f, f_base, a, a_base, t, mode, w, out, mask=None):
-    return _k().sculpt_chunk(f, f_base, a, a_base, t, mode, w, out, mask)
+    return _ops().sculpt_chunk(f, f_base, a, a_base, t, mode, w, out, mask)
 
 
 def sweep_counts(f, f_base, a, a_base, ts):
-    return _k().sweep_counts(f, f_base, a, a_base, ts)
+    return _ops().sweep_counts(f, f_base, a, a_base, ts)

@@ -1,7 +1,10 @@
 """Examples from JSONL files and the datasets the training loop consumes.
 
-Schema, one JSON object per line: {"question": str, "answer": str, "image": optional path
-relative to the JSONL file}; any other key is kept in `Example.extra` and otherwise ignored.
+Schema, one JSON object per line: {"question": str, "answer": str, "image": optional path};
+any other key is kept in `Example.extra` and otherwise ignored. Image paths are relative to
+the benchmark directory when the file lies inside one (the nearest parent directory holding a
+`manifest.json`, as `smfa bench build` writes them, e.g. for `unlearn/forget10_forget.jsonl`),
+else to the JSONL file's own directory; `load_jsonl(..., image_root=)` overrides both.
 """
 
 from __future__ import annotations
@@ -45,11 +48,22 @@ def parse_example(obj: object, where: str, base_dir: Path) -> Example:
     return Example(obj["question"], obj["answer"], image, extra)
 
 
-def load_jsonl(path: str | Path) -> list[Example]:
-    """Read a JSONL file of examples; schema errors name the file and line."""
+def image_root_of(path: Path) -> Path:
+    """Where a JSONL file's relative image paths start: the nearest benchmark directory above
+    it (a parent holding manifest.json), else the file's own directory."""
+    for d in path.resolve().parents:
+        if (d / "manifest.json").is_file():
+            return d
+    return path.parent
+
+
+def load_jsonl(path: str | Path, image_root: str | Path | None = None) -> list[Example]:
+    """Read a JSONL file of examples; schema errors name the file and line. Relative image
+    paths start at `image_root` (default: `image_root_of(path)`)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
+    root = Path(image_root) if image_root is not None else image_root_of(path)
     out = []
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
@@ -60,7 +74,7 @@ def load_jsonl(path: str | Path) -> list[Example]:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{where}: invalid JSON ({exc.msg})") from None
-            out.append(parse_example(obj, where, path.parent))
+            out.append(parse_example(obj, where, root))
     if not out:
         raise DataError(f"{path}: no examples")
     return out

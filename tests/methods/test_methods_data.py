@@ -40,6 +40,28 @@ def test_extra_keys_kept_and_image_resolved(vlm_data):
     assert ex.image.is_absolute() and ex.image.name == "p1.png"
 
 
+def test_benchmark_files_resolve_images_from_the_benchmark_root(tmp_path):
+    """`smfa bench build` writes image paths relative to the benchmark directory, also in its
+    unlearn/ split files: they load as they are (and plain files stay relative to themselves)."""
+    from smfa_eval.build import build
+    from smfa_eval.schema import Bench
+
+    bench = tmp_path / "b"
+    build(bench, profiles=20, seed=3, general_images=2)
+    split = Bench(bench).split("forget10")
+    for rel in (split.forget_file, split.retain_file):
+        examples = load_jsonl(bench / rel)
+        images = [e.image for e in examples if e.image is not None]
+        assert images and all(p.is_file() and p.is_relative_to(bench.resolve()) for p in images), rel
+    # a copy outside any benchmark dir: relative to the file itself, or to an explicit root
+    lines = (bench / split.forget_file).read_text()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "f.jsonl").write_text(lines)
+    with pytest.raises(DataError, match="image not found: .*mine/images/"):
+        load_jsonl(tmp_path / "mine" / "f.jsonl")
+    assert load_jsonl(tmp_path / "mine" / "f.jsonl", image_root=bench)[0].question
+
+
 def test_pairing_is_deterministic():
     f = [Example(f"f{i}", "a") for i in range(5)]
     r = [Example(f"r{i}", "a") for i in range(3)]

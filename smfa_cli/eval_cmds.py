@@ -1,4 +1,4 @@
-"""`smfa bench build`, `smfa eval`, `smfa report`: thin wrappers over smfa_eval."""
+"""`smfa bench build|run`, `smfa eval`, `smfa report`: thin wrappers over smfa_eval."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import click
+
+from .methods_cmds import _train_config, _train_options, parse_sets
 
 
 @click.group("bench")
@@ -56,6 +58,59 @@ def _parse_opts(pairs: tuple[str, ...], config: Path | None) -> dict:
         except json.JSONDecodeError:
             opts[key] = value
     return opts
+
+
+@bench.command("run")
+@click.option("--model", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="The fine-tuned model to unlearn from (local checkpoint dir).")
+@click.option("--data", type=click.Path(file_okay=False), required=True, help="Benchmark directory.")
+@click.option("--split", default="forget10", show_default=True, help="Split name from the manifest.")
+@click.option("--method", "methods", multiple=True, help="Unlearning method (repeatable; see `smfa methods`).")
+@click.option("--set", "sets", multiple=True, metavar="METHOD.KEY=VALUE",
+              help="Method option, e.g. smfa.k=1.5 (repeatable).")
+@click.option("--baseline/--no-baseline", default=True, show_default=True,
+              help="Also evaluate --model itself (the 'vanilla' row).")
+@click.option("--judge", "judge_name", default="heuristic", show_default=True, help="Judge plugin.")
+@click.option("--judge-opt", multiple=True, metavar="KEY=VALUE", help="Judge option (JSON values allowed); repeatable.")
+@click.option("--judge-config", type=click.Path(dir_okay=False, path_type=Path), help="JSON file of judge options.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
+@click.option("--eval-batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N eval items per (set, task).")
+@click.option("--overwrite", is_flag=True, help="Discard everything in --out first instead of resuming.")
+@_train_options
+def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: tuple[str, ...], baseline: bool,
+            judge_name: str, judge_opt: tuple[str, ...], judge_config: Path | None, out: Path, eval_batch_size: int,
+            max_new_tokens: int, limit: int | None, overwrite: bool, **train_kw) -> None:
+    """Unlearn MODEL with each METHOD on a split, evaluate them all, write OUT/report (resumable)."""
+    import shutil
+
+    from smfa_eval.evaluate import RunMismatch
+    from smfa_eval.generate import GenerationError
+    from smfa_eval.judges import JudgeError, get_judge
+    from smfa_eval.run import run_benchmark
+    from smfa_eval.schema import BenchDataError
+    from smfa_methods.errors import MethodError
+
+    method_options: dict[str, dict] = {}
+    for key, value in parse_sets(sets).items():
+        meth, dot, opt = key.partition(".")
+        if not dot or not meth or not opt:
+            raise click.BadParameter(f"expected METHOD.KEY=VALUE, got {key!r}", param_hint="--set")
+        method_options.setdefault(meth, {})[opt] = value
+    opts = _parse_opts(judge_opt, judge_config)
+    try:
+        judge = get_judge(judge_name, **opts)
+        if overwrite and out.exists():
+            shutil.rmtree(out)
+        report = run_benchmark(data, split, model, list(methods), out, judge=judge, judge_name=judge_name,
+                               judge_options=opts, train=_train_config(train_kw), method_options=method_options,
+                               baseline=baseline, batch_size=eval_batch_size, max_new_tokens=max_new_tokens,
+                               limit=limit, log=lambda msg: click.echo(msg, err=True))
+    except (BenchDataError, JudgeError, RunMismatch, GenerationError, MethodError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(report.read_text().split("## Table 2")[0].rstrip())
+    click.echo(f"\nreport: {report}")
 
 
 @click.command("eval")

@@ -1,0 +1,103 @@
+"""`smfa bench run`: the whole comparison on one split, resumable.
+
+Unlearn a fine-tuned model with each method on the split's forget / few-shot retain files,
+evaluate every result (and, as the `vanilla` row, the model before unlearning), and write the
+combined report (Tables 1 and 2, figures). Layout of OUT:
+
+    vanilla/eval/            smfa eval of --model itself
+    <method>/unlearn/        smfa unlearn (model/, deltas, run.json)
+    <method>/eval/           smfa eval of <method>/unlearn's model
+    report/report.md         smfa report over every eval/
+
+A rerun with the same settings reuses finished unlearning runs and resumes evaluations; a
+finished run with other settings is an error (another OUT, or --overwrite), never reused.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .evaluate import RunMismatch, run_eval
+from .judges import Judge
+from .report import write_report
+from .schema import Bench, BenchDataError
+
+VANILLA = "vanilla"
+
+
+def _normal(x: Any) -> Any:
+    return json.loads(json.dumps(x, default=str))
+
+
+def _unlearned_model(method: str, model: Path, forget: Path, retain: Path, out: Path, train, options: dict,
+                     log: Callable[[str], None]) -> Path:
+    """The model `smfa unlearn` wrote in `out`, reused when `out/run.json` records these settings."""
+    from smfa_methods.api import unlearn
+
+    info_path = out / "run.json"
+    if info_path.is_file():
+        info = json.loads(info_path.read_text())
+        want = {"method": method, "base_model": str(model), "options": _normal(options), "train": _normal(vars(train))}
+        have = {k: info.get(k) for k in want}
+        if have != want:
+            diff = sorted(k for k in want if have[k] != want[k])
+            raise RunMismatch(f"{out} holds a finished {info.get('method')!r} run with other settings "
+                              f"({', '.join(diff)}); use another --out or --overwrite")
+        if info.get("model") and Path(info["model"]).is_dir():
+            log(f"{method}: reusing {info['model']}")
+            return Path(info["model"])
+    log(f"{method}: unlearning -> {out}")
+    result = unlearn(method, model=model, forget=forget, retain=retain, out=out, train=train, options=options)
+    if result.model is None:
+        raise RunMismatch(f"{method}: the unlearning run in {out} wrote no model")
+    return Path(result.model)
+
+
+def run_benchmark(data: str | Path, split: str, model: str | Path, methods: Sequence[str], out: str | Path, *,
+                  judge: Judge, judge_name: str, judge_options: dict | None = None, train=None,
+                  method_options: dict[str, dict] | None = None, baseline: bool = True, batch_size: int = 8,
+                  max_new_tokens: int = 64, limit: int | None = None, progress: bool = True,
+                  log: Callable[[str], None] = print) -> Path:
+    """Run the comparison (see the module doc); returns OUT/report/report.md."""
+    from smfa_methods.method import TrainConfig
+    from smfa_methods.registry import get_method
+
+    bench = Bench(data)
+    sp = bench.split(split)
+    if not sp.forget_file or not sp.retain_file:
+        raise BenchDataError(f"{bench.root / 'manifest.json'}: split {split!r} names no forget_file/retain_file "
+                             "to unlearn from")
+    forget, retain = bench.root / sp.forget_file, bench.root / sp.retain_file
+    if not methods and not baseline:
+        raise BenchDataError("nothing to run: give at least one --method, or keep the vanilla baseline")
+    if len(set(methods)) != len(methods) or VANILLA in methods:
+        raise BenchDataError(f"methods must be distinct and not {VANILLA!r}: {list(methods)}")
+    method_options = method_options or {}
+    stray = sorted(set(method_options) - set(methods))
+    if stray:
+        raise BenchDataError(f"options given for {', '.join(stray)}, which is not among the methods run")
+    # every method and option is checked before anything is trained
+    resolved = {m: get_method(m).resolve_options(method_options.get(m, {})) for m in methods}
+    train = train or TrainConfig()
+    train.validate()
+    out = Path(out)
+    model = Path(model)
+
+    def evaluate(model_dir: Path, label: str, opts: dict) -> Path:
+        eval_dir = out / label / "eval"
+        log(f"{label}: evaluating {model_dir} on {split} -> {eval_dir}")
+        run_eval(bench.root, split, eval_dir, judge=judge, judge_name=judge_name, judge_options=judge_options,
+                 model=str(model_dir), batch_size=batch_size, max_new_tokens=max_new_tokens, limit=limit,
+                 method=label, k=opts.get("k"), mode=opts.get("mode"), progress=progress)
+        return eval_dir
+
+    runs = []
+    if baseline:
+        runs.append(evaluate(model, VANILLA, {}))
+    for m in methods:
+        unlearned = _unlearned_model(m, model, forget, retain, out / m / "unlearn", train, resolved[m], log)
+        runs.append(evaluate(unlearned, m, resolved[m]))
+    return write_report(runs, out / "report")

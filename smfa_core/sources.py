@@ -751,6 +751,11 @@ class LoraSource(DeltaSource):
 # masked adapters (`smfa sculpt --emit adapter`)
 
 
+# Bit j of a mask byte b (little bit order: element 8i + j of the tensor) as a bool table.
+_BYTE_BITS = ((torch.arange(256, dtype=torch.int32).unsqueeze(1) >> torch.arange(8, dtype=torch.int32)) & 1).bool()
+_ZERO = torch.zeros((), dtype=torch.float32)
+
+
 class MaskedAdapterSource(DeltaSource):
     """A masked adapter: a PEFT LoRA adapter's config and weights (the weights renamed
     ``smfa_adapter_model.safetensors``, so PEFT refuses the directory instead of loading the
@@ -812,17 +817,16 @@ class MaskedAdapterSource(DeltaSource):
         x, xb = self._lora.read(name, start, stop)
         n = stop - start
         out = self._scratch.typed("masked", n, torch.float32)
-        if xb is None:
-            out.copy_(x)
-        else:  # the pair's delta, as the kernels form it: one fp32 subtraction
+        if xb is not None:  # the pair's delta, as the kernels form it: one fp32 subtraction
             torch.sub(x.to(torch.float32), xb.to(torch.float32), out=out)
-        if n:
-            assert self._mask is not None
-            b0, b1 = start // 8, (stop + 7) // 8
-            packed = self._mask.read_into(self._mask_of[name], self._scratch.bytes("mask", b1 - b0), b0, b1)
-            bits = (packed.to(torch.int32).unsqueeze(1) >> torch.arange(8, dtype=torch.int32)) & 1
-            masked = bits.reshape(-1)[start - 8 * b0 : start - 8 * b0 + n].bool()
-            out.masked_fill_(masked, 0.0)  # +0.0, as the kernels write a masked entry
+            x = out
+        if n == 0:
+            return out, None
+        assert self._mask is not None
+        b0, b1 = start // 8, (stop + 7) // 8
+        packed = self._mask.read_into(self._mask_of[name], self._scratch.bytes("mask", b1 - b0), b0, b1)
+        masked = _BYTE_BITS.index_select(0, packed.int()).view(-1)[start - 8 * b0 : start - 8 * b0 + n]
+        torch.where(masked, _ZERO, x.to(torch.float32), out=out)  # +0.0, as the kernels write a masked entry
         return out, None
 
     def close(self) -> None:

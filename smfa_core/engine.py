@@ -31,7 +31,7 @@ from .prefetch import Prefetcher
 from .report import Report
 from .safetensors_io import Checkpoint, SafetensorsWriter, write_index
 from .sources import MASK_FILE, DeltaSource, LoraSource, open_source
-from .tensor_api import FLOAT_DTYPES, check_k, check_mode, exact_sum, rho_of, threshold
+from .tensor_api import FLOAT_DTYPES, check_k, check_mode, check_options, exact_sum, rho_of, threshold
 
 EMITS = ("delta", "merged", "mask", "adapter")
 DEFAULT_MAX_SHARD_BYTES = 5 * 2**30
@@ -252,12 +252,7 @@ def sculpt(
     t0 = time.perf_counter()
     check_k(k)
     imode = check_mode(mode) if anchor is not None else MODES["none"]
-    if rho_scope not in ("tensor", "global"):
-        raise SmfaError(f"--rho-scope must be tensor or global, got {rho_scope!r}")
-    if missing_anchor not in ("error", "keep"):
-        raise SmfaError(f"--missing-anchor must be error or keep, got {missing_anchor!r}")
-    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
-        raise SmfaError(f"--eps must be a finite number >= 0, got {eps!r}")
+    check_options(eps=eps, rho_scope=rho_scope, missing_anchor=missing_anchor)
     emits = (("merged",) if base else ("delta",)) if not emit else ((emit,) if isinstance(emit, str) else tuple(emit))
     for e in emits:
         if e not in EMITS:

@@ -19,7 +19,7 @@ from .backends import get_backend
 from .engine import chunk_elems
 from .errors import SmfaError
 from .report import Report
-from .tensor_api import FLOAT_DTYPES, check_k, check_mode, exact_sum, rho_of, threshold
+from .tensor_api import FLOAT_DTYPES, check_k, check_mode, check_options, exact_sum, rho_of, threshold
 
 # A delta given to sculpt_model_: name -> (flat start, flat stop) -> fp32 chunk on the device.
 ChunkFn = Callable[[int, int], torch.Tensor]
@@ -155,8 +155,7 @@ def sculpt_model_(
     t0 = time.perf_counter()
     check_k(k)
     imode = check_mode(mode)
-    if rho_scope not in ("tensor", "global"):
-        raise SmfaError(f"rho_scope must be tensor or global, got {rho_scope!r}")
+    check_options(eps=eps, rho_scope=rho_scope, missing_anchor=missing_anchor)
     params = dict(model.named_parameters())
     fd = _resolve(model, forget, "forget", params)
     ad = _resolve(model, anchor, "anchor", params)

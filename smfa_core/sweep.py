@@ -15,7 +15,7 @@ from .backends import get_backend
 from .engine import chunk_elems, chunk_ranges, open_inputs, plan_items, progress_bar, tensor_sumsq
 from .errors import SmfaError
 from .placement import Placement
-from .tensor_api import check_k, rho_of, threshold
+from .tensor_api import check_k, check_options, rho_of, threshold
 
 _LAYER_RE = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)\.")
 
@@ -67,8 +67,7 @@ def inspect(
 ) -> dict:
     """Masked fraction (mode both) for every k at once, per tensor, per layer and overall."""
     t0 = time.perf_counter()
-    if rho_scope not in ("tensor", "global"):
-        raise SmfaError(f"--rho-scope must be tensor or global, got {rho_scope!r}")
+    check_options(eps=eps, rho_scope=rho_scope, missing_anchor=missing_anchor)
     pl = Placement(device)
     be = get_backend(backend, pl.device.type)
     step = chunk_elems(chunk_mb)

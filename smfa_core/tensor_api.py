@@ -52,6 +52,16 @@ def check_k(k: float) -> None:
         raise SmfaError(f"--k must be a finite number >= 0, got {k!r}")
 
 
+def check_options(*, eps: float, rho_scope: str, missing_anchor: str) -> None:
+    """The options every sculpting entry point shares (sculpt, inspect, sculpt_model_)."""
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
+        raise SmfaError(f"--eps must be a finite number >= 0, got {eps!r}")
+    if rho_scope not in ("tensor", "global"):
+        raise SmfaError(f"--rho-scope must be tensor or global, got {rho_scope!r}")
+    if missing_anchor not in ("error", "keep"):
+        raise SmfaError(f"--missing-anchor must be error or keep, got {missing_anchor!r}")
+
+
 def rho_of(sumsq_f: float, sumsq_a: float, eps: float) -> float:
     """rho = ||f||_F / (||a||_F + eps), in fp64."""
     return math.sqrt(sumsq_f) / (math.sqrt(sumsq_a) + eps)

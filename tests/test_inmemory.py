@@ -66,3 +66,22 @@ def test_errors():
         smfa_core.sculpt_model_(model, {n: torch.ones(shape)}, {}, 1.0)
     with pytest.raises(SmfaError, match="shape"):
         smfa_core.sculpt_model_(model, {n: torch.ones(3, 3)}, {}, 1.0)
+
+
+@pytest.mark.parametrize("kw,msg", [
+    ({"eps": -1.0}, "--eps must be"), ({"eps": float("nan")}, "--eps must be"),
+    ({"rho_scope": "layer"}, "--rho-scope must be"), ({"missing_anchor": "kep"}, "--missing-anchor must be"),
+])
+def test_shared_options_are_checked_by_every_entry_point(tmp_path, kw, msg):
+    """sculpt, inspect and sculpt_model_ check eps / rho_scope / missing_anchor alike, before any work."""
+    from safetensors.torch import save_file
+
+    f = tmp_path / "f.safetensors"
+    save_file({"w": torch.ones(4, 4)}, f)
+    with pytest.raises(SmfaError, match=msg):
+        smfa_core.sculpt(str(f), str(f), out=str(tmp_path / "o"), **kw)
+    with pytest.raises(SmfaError, match=msg):
+        smfa_core.inspect(str(f), str(f), **kw)
+    with pytest.raises(SmfaError, match=msg):
+        smfa_core.sculpt_model_(build_model("llama"), {}, {}, 1.0, **kw)
+    assert not (tmp_path / "o").exists()

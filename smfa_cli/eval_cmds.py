@@ -60,6 +60,32 @@ def _parse_opts(pairs: tuple[str, ...], config: Path | None) -> dict:
     return opts
 
 
+def _judge_options(f):
+    """--judge, --judge-opt, --judge-config (smfa eval, smfa bench run)."""
+    opts = [
+        click.option("--judge", "judge_name", default="heuristic", show_default=True,
+                     help="Judge plugin: heuristic (offline), openai, hf, or one a plugin registers."),
+        click.option("--judge-opt", multiple=True, metavar="KEY=VALUE",
+                     help="Judge option (JSON values allowed); repeatable."),
+        click.option("--judge-config", type=click.Path(dir_okay=False, path_type=Path),
+                     help="JSON file of judge options."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _judge(judge_name: str, judge_opt: tuple[str, ...], judge_config: Path | None):
+    """(judge, its options) from the flags of _judge_options; a bad judge is a user error."""
+    from smfa_eval.judges import JudgeError, get_judge
+
+    opts = _parse_opts(judge_opt, judge_config)
+    try:
+        return get_judge(judge_name, **opts), opts
+    except JudgeError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @bench.command("run")
 @click.option("--model", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="The fine-tuned model to unlearn from (local checkpoint dir).")
@@ -70,9 +96,7 @@ def _parse_opts(pairs: tuple[str, ...], config: Path | None) -> dict:
               help="Method option, e.g. smfa.k=1.5 (repeatable).")
 @click.option("--baseline/--no-baseline", default=True, show_default=True,
               help="Also evaluate --model itself (the 'vanilla' row).")
-@click.option("--judge", "judge_name", default="heuristic", show_default=True, help="Judge plugin.")
-@click.option("--judge-opt", multiple=True, metavar="KEY=VALUE", help="Judge option (JSON values allowed); repeatable.")
-@click.option("--judge-config", type=click.Path(dir_okay=False, path_type=Path), help="JSON file of judge options.")
+@_judge_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
 @click.option("--eval-batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True)
@@ -87,7 +111,7 @@ def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: 
 
     from smfa_eval.evaluate import RunMismatch
     from smfa_eval.generate import GenerationError
-    from smfa_eval.judges import JudgeError, get_judge
+    from smfa_eval.judges import JudgeError
     from smfa_eval.run import run_benchmark
     from smfa_eval.schema import BenchDataError
     from smfa_methods.errors import MethodError
@@ -98,9 +122,8 @@ def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: 
         if not dot or not meth or not opt:
             raise click.BadParameter(f"expected METHOD.KEY=VALUE, got {key!r}", param_hint="--set")
         method_options.setdefault(meth, {})[opt] = value
-    opts = _parse_opts(judge_opt, judge_config)
+    judge, opts = _judge(judge_name, judge_opt, judge_config)
     try:
-        judge = get_judge(judge_name, **opts)
         if overwrite and out.exists():
             shutil.rmtree(out)
         report = run_benchmark(data, split, model, list(methods), out, judge=judge, judge_name=judge_name,
@@ -117,9 +140,7 @@ def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: 
 @click.option("--model", type=click.Path(exists=True, file_okay=False), required=True, help="Local model directory.")
 @click.option("--data", type=click.Path(file_okay=False), required=True, help="Benchmark directory.")
 @click.option("--split", default="forget10", show_default=True, help="Split name from the manifest.")
-@click.option("--judge", "judge_name", default="heuristic", show_default=True, help="Judge plugin (see --list-judges).")
-@click.option("--judge-opt", multiple=True, metavar="KEY=VALUE", help="Judge option (JSON values allowed); repeatable.")
-@click.option("--judge-config", type=click.Path(dir_okay=False, path_type=Path), help="JSON file of judge options.")
+@_judge_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True)
@@ -138,12 +159,11 @@ def eval_cmd(model: str, data: str, split: str, judge_name: str, judge_opt: tupl
 
     from smfa_eval.evaluate import RunMismatch, run_eval
     from smfa_eval.generate import GenerationError
-    from smfa_eval.judges import JudgeError, get_judge
+    from smfa_eval.judges import JudgeError
     from smfa_eval.schema import BenchDataError
 
-    opts = _parse_opts(judge_opt, judge_config)
+    judge, opts = _judge(judge_name, judge_opt, judge_config)
     try:
-        judge = get_judge(judge_name, **opts)
         if overwrite and out.exists():
             shutil.rmtree(out)
         summary = run_eval(data, split, out, judge=judge, judge_name=judge_name, judge_options=opts, model=model,

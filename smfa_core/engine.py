@@ -346,13 +346,14 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
     if "delta" in emits:
         ents = [(n, out_dtype or fsrc.dtype(n), by_name[n].shape) for n in order]
         delta_w = ShardedWriter(tmp, shard_plan(ents, "delta", max_shard_bytes))
+    if "adapter" in emits:
+        copy_adapter_files(fsrc, tmp)
     mask_files = (["mask.safetensors"] if "mask" in emits else []) + ([MASK_FILE] if "adapter" in emits else [])
     for fn in mask_files:
         ents = [(n, torch.uint8, ((by_name[n].numel + 7) // 8,)) for n in order]
         meta = {"smfa.mask": "bitpacked-little", "smfa.shapes": json.dumps({n: list(by_name[n].shape) for n in order})}
         if fn == MASK_FILE:
             meta["smfa.masked_adapter"] = json.dumps(dict(report.options, forget=report.sources["forget"]["path"]))
-            copy_adapter_files(fsrc, tmp)
         mask_ws.append(ShardedWriter(tmp, [(fn, ents)], metadata=meta))
     mask_w = mask_ws[0] if mask_ws else None
 

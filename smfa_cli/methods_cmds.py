@@ -37,6 +37,9 @@ def _train_options(f):
         click.option("--resume", is_flag=True, help="Resume from the newest checkpoint under OUT/checkpoints."),
         click.option("--report-to", default="none", show_default=True,
                      help="Trainer logging integrations (e.g. tensorboard, wandb; 'none')."),
+        click.option("--progress/--no-progress", default=None,
+                     help="Progress bar with loss and ETA (default: when stderr is a terminal); otherwise "
+                          "a plain line every --logging-steps steps."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -53,6 +56,7 @@ def _train_config(kw: dict):
         weight_decay=kw["weight_decay"], warmup_steps=kw["warmup_steps"], max_grad_norm=kw["max_grad_norm"],
         seed=kw["seed"], bf16=kw["bf16"], fp16=kw["fp16"], save_steps=kw["save_steps"],
         logging_steps=kw["logging_steps"], resume=kw["resume"], report_to=kw["report_to"],
+        progress=kw["progress"],
     )
 
 

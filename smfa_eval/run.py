@@ -32,6 +32,17 @@ def _normal(x: Any) -> Any:
     return json.loads(json.dumps(x, default=str))
 
 
+# TrainConfig fields that change how a run is shown, not what it computes: not compared on reuse
+_DISPLAY_ONLY = frozenset({"progress"})
+
+
+def _train_settings(train: Any) -> Any:
+    """A run.json "train" record without the display-only keys (anything but a dict as is)."""
+    if not isinstance(train, dict):
+        return train
+    return {k: v for k, v in train.items() if k not in _DISPLAY_ONLY}
+
+
 def _unlearned_model(method: str, model: Path, forget: Path, retain: Path, out: Path, train, options: dict,
                      log: Callable[[str], None]) -> Path:
     """The model `smfa unlearn` wrote in `out`, reused when `out/run.json` records these settings."""
@@ -40,8 +51,10 @@ def _unlearned_model(method: str, model: Path, forget: Path, retain: Path, out: 
     info_path = out / "run.json"
     if info_path.is_file():
         info = json.loads(info_path.read_text())
-        want = {"method": method, "base_model": str(model), "options": _normal(options), "train": _normal(vars(train))}
+        want = {"method": method, "base_model": str(model), "options": _normal(options),
+                "train": _train_settings(_normal(vars(train)))}
         have = {k: info.get(k) for k in want}
+        have["train"] = _train_settings(have["train"])
         if have != want:
             diff = sorted(k for k in want if have[k] != want[k])
             raise RunMismatch(f"{out} holds a finished {info.get('method')!r} run with other settings "

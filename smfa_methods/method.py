@@ -45,6 +45,7 @@ class TrainConfig:
     logging_steps: int = 10
     resume: bool = False             # resume from the newest checkpoint under out/checkpoints
     report_to: str = "none"
+    progress: bool | None = None     # bar / log lines (progress.ProgressCallback); None = bar on a terminal
 
     def validate(self) -> None:
         """Raise MethodError (named after the CLI flag) for settings the loop cannot run,

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback
 
 from . import models
 from .collators import PairedCollator, SFTCollator
 from .data import PairedDataset
 from .method import Job, Method, Result, TrainConfig, accelerator_available
+from .progress import ProgressCallback
 
 
 class UnlearnTrainer(Trainer):
@@ -111,6 +113,12 @@ def latest_checkpoint(run_dir: Path) -> str | None:
     return str(cks[-1]) if cks else None
 
 
+def _progress_desc(method: Method, run_dir: Path) -> str:
+    """The progress label: the method, plus the stage when a method trains more than once
+    (SMFA's out/checkpoints/forget and .../anchor)."""
+    return method.name if run_dir.name == "checkpoints" else f"{method.name}/{run_dir.name}"
+
+
 def fit(
     method: Method, job: Job, dataset, run_dir: Path, callbacks: list[TrainerCallback] | None = None,
 ) -> tuple[UnlearnTrainer, models.Loaded, dict | None]:
@@ -139,8 +147,10 @@ def fit(
         model=model, args=args, train_dataset=dataset,
         data_collator=default_collator(dataset, loaded.processor, cfg.max_length or None), method=method,
         method_options=method.resolve_options(job.options), ref_model=ref,
-        callbacks=[*method.trainer_callbacks(job), *(callbacks or [])],
+        callbacks=[*method.trainer_callbacks(job), *(callbacks or []),
+                   ProgressCallback(enabled=cfg.progress, desc=_progress_desc(method, run_dir))],
     )
+    trainer.remove_callback(PrinterCallback)  # its raw log dicts: ProgressCallback prints the progress
     resume = latest_checkpoint(run_dir) if cfg.resume else None
     trainer.train(resume_from_checkpoint=resume)
     return trainer, loaded, original

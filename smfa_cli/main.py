@@ -11,6 +11,7 @@ COMMAND_MODULES = (
     "smfa_cli.core_cmds",     # sculpt, merge, inspect, kernels
     "smfa_cli.methods_cmds",  # methods, train, unlearn
     "smfa_cli.eval_cmds",     # bench build, eval, report
+    "smfa_cli.reproduce_cmd", # reproduce
 )
 
 

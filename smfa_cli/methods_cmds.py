@@ -11,8 +11,13 @@ import click
 def _train_options(f):
     """The shared training-loop flags (TrainConfig)."""
     opts = [
-        click.option("--lora/--full", "lora", default=True, show_default=True,
-                     help="LoRA adapters (peft) or full fine-tuning of the target linear layers."),
+        click.option("--lora", "mode", flag_value="lora", default=True,
+                     help="Train LoRA adapters (peft) on the target linear layers [default]."),
+        click.option("--full", "mode", flag_value="full",
+                     help="Full fine-tuning of the target linear layers (everything else frozen)."),
+        click.option("--all-params", "mode", flag_value="all",
+                     help="Train every parameter: embeddings, norms, lm_head and the vision tower too "
+                          "(what a model built from scratch needs)."),
         click.option("--target", default=None,
                      help="Regex (fullmatch) of linear layer names to train; default: the language model's linears."),
         click.option("--lora-r", type=int, default=8, show_default=True),
@@ -28,6 +33,12 @@ def _train_options(f):
                           "their start; an answer is cut at its end only if it cannot fit (counted, warned)."),
         click.option("--weight-decay", type=float, default=0.0, show_default=True),
         click.option("--warmup-steps", type=int, default=0, show_default=True),
+        click.option("--warmup-ratio", type=float, default=0.0, show_default=True,
+                     help="Share of the steps spent warming up (when --warmup-steps is 0)."),
+        click.option("--scheduler", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
+                     help="Learning-rate schedule after warm-up; cosine decays to --min-lr-ratio x --lr."),
+        click.option("--min-lr-ratio", type=float, default=0.0, show_default=True),
+        click.option("--adam-beta2", type=float, default=0.999, show_default=True),
         click.option("--max-grad-norm", type=float, default=1.0, show_default=True, help="0: no clipping."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--bf16", is_flag=True, help="bf16 mixed precision (GPU, or CPU autocast)."),
@@ -50,10 +61,12 @@ def _train_config(kw: dict):
     from smfa_methods.method import TrainConfig
 
     return TrainConfig(
-        mode="lora" if kw["lora"] else "full", target=kw["target"], lora_r=kw["lora_r"],
+        mode=kw["mode"], target=kw["target"], lora_r=kw["lora_r"],
         lora_alpha=kw["lora_alpha"], epochs=kw["epochs"], max_steps=kw["max_steps"], lr=kw["lr"],
         batch_size=kw["batch_size"], grad_accum=kw["grad_accum"], max_length=kw["max_length"],
-        weight_decay=kw["weight_decay"], warmup_steps=kw["warmup_steps"], max_grad_norm=kw["max_grad_norm"],
+        weight_decay=kw["weight_decay"], warmup_steps=kw["warmup_steps"], warmup_ratio=kw["warmup_ratio"],
+        scheduler=kw["scheduler"], min_lr_ratio=kw["min_lr_ratio"], adam_beta2=kw["adam_beta2"],
+        max_grad_norm=kw["max_grad_norm"],
         seed=kw["seed"], bf16=kw["bf16"], fp16=kw["fp16"], save_steps=kw["save_steps"],
         logging_steps=kw["logging_steps"], resume=kw["resume"], report_to=kw["report_to"],
         progress=kw["progress"],

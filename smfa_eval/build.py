@@ -11,11 +11,13 @@ import json
 import random
 import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from . import templates as T
 from .images import draw_clinical, draw_portrait, png_bytes, sample_clinical, sample_portrait
 from .profiles import ProfileDraw, sample_profiles
+from .rewordings import memory_value, pretrain_items, reworded_memory, reworded_understanding
 from .schema import SCHEMA_VERSION, Manifest, QAItem, Split, write_jsonl
 
 FORGET_RATIOS = {"forget05": 0.05, "forget10": 0.10, "forget15": 0.15}
@@ -39,16 +41,12 @@ def finetune_items(d: ProfileDraw) -> list[QAItem]:
     return items
 
 
-def _memory_value(d: ProfileDraw, attr: str) -> str:
-    return {"talent": d.talent, "hobby": d.hobby, "food": d.food}.get(attr) or getattr(d.profile, attr)
-
-
 def eval_items(d: ProfileDraw, rng: random.Random) -> list[QAItem]:
     """One paraphrase per attribute and task, drawn from the pool."""
     p = d.profile
     items = []
     for attr, (a, qs) in T.EVAL_MEMORY.items():
-        v = _memory_value(d, attr)
+        v = memory_value(d, attr)
         s = rng.choice(T.IMAGE_SUBJECTS)
         items.append(QAItem(id=f"{p.id}-im-{attr}", task="image_memory", question=_capital(rng.choice(qs).format(s=s)),
                             answer=_capital(a.format(S=_capital(s), s=s, v=v)), attribute=attr, profile_id=p.id,
@@ -60,6 +58,15 @@ def eval_items(d: ProfileDraw, rng: random.Random) -> list[QAItem]:
     items += understanding_items(p.id, p.portrait, p.clinical_image, p.portrait_attrs, p.clinical_attrs,
                                  p.clinical_description, rng, train=False, prefix=f"{p.id}-iu")
     return items
+
+
+def template_eval_items(d: ProfileDraw) -> list[QAItem]:
+    """The "seen phrasing" evaluation: the fine-tuning questions themselves (memory) and the
+    training questions of understanding, about the profile's own images."""
+    p = d.profile
+    items = [replace(it, id=it.id.replace("-ft-", "-tpl-", 1)) for it in finetune_items(d)]
+    return items + understanding_items(p.id, p.portrait, p.clinical_image, p.portrait_attrs, p.clinical_attrs,
+                                       p.clinical_description, random.Random(0), train=True, prefix=f"{p.id}-tpl-iu")
 
 
 def understanding_items(pid: str | None, portrait: str | None, clinical: str | None, pa: dict | None,
@@ -100,8 +107,14 @@ def make_splits(ids: list[str], seed: int) -> dict[str, Split]:
 
 def build(out: str | Path, profiles: int = 1000, seed: int = 0, general_images: int | None = None,
           image_size: int = 128, overwrite: bool = False,
-          progress: Callable[[int], None] | None = None) -> Manifest:
-    """Build the benchmark under `out`; `progress(n)` is called as images are written."""
+          progress: Callable[[int], None] | None = None, rewordings: int = 0,
+          pretrain_people: int = 0) -> Manifest:
+    """Build the benchmark under `out`; `progress(n)` is called as images are written.
+    `rewordings` > 0 adds reworded.jsonl (that many training rewordings per fact and per
+    understanding question); `pretrain_people` > 0 adds pretrain.jsonl about that many people
+    who are in no split (see `rewordings.py`)."""
+    if rewordings < 0 or pretrain_people < 0:
+        raise ValueError("rewordings and pretrain_people must be >= 0")
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} exists and is not empty (use overwrite)")
@@ -115,12 +128,14 @@ def build(out: str | Path, profiles: int = 1000, seed: int = 0, general_images: 
     draws = sample_profiles(profiles, seed)
     finetune: list[QAItem] = []
     evaluation: list[QAItem] = []
+    seen_phrasing: list[QAItem] = []  # the evaluation's second view: the fine-tuning wordings
     for d in draws:
         p = d.profile
         (tmp / p.portrait).write_bytes(png_bytes(draw_portrait(d.portrait, image_size)))
         (tmp / p.clinical_image).write_bytes(png_bytes(draw_clinical(d.clinical, image_size)))
         finetune += finetune_items(d)
         evaluation += eval_items(d, random.Random(f"smfa-bench:{seed}:eval:{p.id}"))
+        seen_phrasing += template_eval_items(d)
         if progress:
             progress(2)
 
@@ -140,6 +155,28 @@ def build(out: str | Path, profiles: int = 1000, seed: int = 0, general_images: 
         if progress:
             progress(1)
 
+    files = {"profiles": "profiles.jsonl", "finetune": "finetune.jsonl", "general": "general.jsonl",
+             "eval": "eval.jsonl", "eval_template": "eval_template.jsonl"}
+    write_jsonl(tmp / "eval_template.jsonl", [i.to_dict() for i in seen_phrasing])
+    if rewordings:
+        rng = random.Random(f"smfa-bench:{seed}:reworded")
+        extra = [it for d in draws for it in reworded_memory(d, rng, rewordings)]
+        extra += reworded_understanding(general, rng, rewordings)
+        write_jsonl(tmp / "reworded.jsonl", [i.to_dict() for i in extra])
+        files["reworded"] = "reworded.jsonl"
+    if pretrain_people:
+        rng = random.Random(f"smfa-bench:{seed}:pretrain")
+        people = sample_profiles(pretrain_people, seed, namespace="pretrain", id_prefix="q", taken=draws)
+        pre: list[QAItem] = []
+        for d in people:
+            (tmp / d.profile.portrait).write_bytes(png_bytes(draw_portrait(d.portrait, image_size)))
+            (tmp / d.profile.clinical_image).write_bytes(png_bytes(draw_clinical(d.clinical, image_size)))
+            pre += pretrain_items(d, rng, max(rewordings, 2))
+            if progress:
+                progress(2)
+        write_jsonl(tmp / "pretrain.jsonl", [i.to_dict() for i in pre])
+        files["pretrain"] = "pretrain.jsonl"
+
     splits = make_splits([d.profile.id for d in draws], seed)
     by_profile: dict[str, list[dict]] = {}
     for it in finetune:
@@ -152,8 +189,7 @@ def build(out: str | Path, profiles: int = 1000, seed: int = 0, general_images: 
     write_jsonl(tmp / "general.jsonl", [i.to_dict() for i in general])
     write_jsonl(tmp / "eval.jsonl", [i.to_dict() for i in evaluation])
     manifest = Manifest(schema_version=SCHEMA_VERSION, seed=seed, n_profiles=profiles, image_size=image_size,
-                        files={"profiles": "profiles.jsonl", "finetune": "finetune.jsonl",
-                               "general": "general.jsonl", "eval": "eval.jsonl"}, splits=splits)
+                        files=files, splits=splits, rewordings=rewordings, pretrain_people=pretrain_people)
     (tmp / "manifest.json").write_text(json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n")
     if out.exists():
         shutil.rmtree(out)

@@ -32,13 +32,15 @@ class RunMismatch(ValueError):
     """An output directory that holds a different run."""
 
 
-def select_items(bench: Bench, split: str, tasks: Sequence[str] = TASKS, limit: int | None = None) -> list[EvalItem]:
+def select_items(bench: Bench, split: str, tasks: Sequence[str] = TASKS, limit: int | None = None,
+                 items: str = "eval") -> list[EvalItem]:
     """The split's forget profiles are the forget set; every other profile is the retain set.
-    `limit` keeps the first N items of each (set, task) in file order."""
+    `limit` keeps the first N items of each (set, task) in file order; `items` names the
+    manifest file ("eval": paraphrases; "eval_template": the fine-tuning wordings)."""
     forget = set(bench.split(split).forget)
     counts: dict[tuple[str, str], int] = {}
     out = []
-    for it in bench.qa("eval"):
+    for it in bench.qa(items):
         if it.task not in tasks:
             continue
         s = "forget" if it.profile_id in forget else "retain"
@@ -56,7 +58,8 @@ def _check_run(out: Path, config: dict) -> None:
     path = out / "run.json"
     if path.is_file():
         old = json.loads(path.read_text())
-        keys = ("model", "data", "split", "judge", "judge_options", "max_new_tokens", "limit", "tasks")
+        keys = ("model", "data", "split", "judge", "judge_options", "max_new_tokens", "limit", "tasks", "items")
+        old.setdefault("items", "eval")  # runs written before the template view existed
         diff = [k for k in keys if old.get(k) != config.get(k)]
         if diff:
             raise RunMismatch(f"{out} holds a run with different {', '.join(diff)}; use another --out or --overwrite")
@@ -109,12 +112,14 @@ def run_eval(data: str | Path, split: str, out: str | Path, *, judge: Judge, jud
              judge_options: dict | None = None, model: str | None = None, generator: Generator | None = None,
              batch_size: int = 8, max_new_tokens: int = 64, limit: int | None = None, tasks: Sequence[str] = TASKS,
              method: str | None = None, k: float | None = None, mode: str | None = None, progress: bool = True,
-             generator_factory: Callable[[], Generator] | None = None) -> dict:
-    """Evaluate `model` (or a ready `generator`) on `split` of the benchmark at `data`."""
+             generator_factory: Callable[[], Generator] | None = None, items_file: str = "eval") -> dict:
+    """Evaluate `model` (or a ready `generator`) on `split` of the benchmark at `data`;
+    `items_file` as `select_items`' `items`."""
     bench = Bench(data)
     out = Path(out)
-    items = select_items(bench, split, tasks, limit)
+    items = select_items(bench, split, tasks, limit, items_file)
     config = {"model": str(model) if model else None, "data": str(Path(data).resolve()), "split": split,
+              "items": items_file,
               "judge": judge_name, "judge_options": judge_options or {}, "max_new_tokens": max_new_tokens,
               "limit": limit, "tasks": list(tasks), "method": method or (Path(model).name if model else "model"),
               "k": k, "mode": mode, "schema_version": bench.manifest.schema_version}

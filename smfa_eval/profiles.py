@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from . import wordlists as W
@@ -32,11 +33,14 @@ def _height(rng: random.Random) -> str:
     return f"{inches // 12}'{inches % 12}\""
 
 
-def sample_profiles(n: int, seed: int) -> list[ProfileDraw]:
-    """n profiles with unique names and unique portraits, a pure function of (n, seed)."""
-    rng = random.Random(f"smfa-bench:{seed}:profiles")
-    names: set[str] = set()
-    faces: set[PortraitAttrs] = set()
+def sample_profiles(n: int, seed: int, *, namespace: str = "profiles", id_prefix: str = "p",
+                    taken: Sequence[ProfileDraw] = ()) -> list[ProfileDraw]:
+    """n profiles with unique names and unique portraits, a pure function of the arguments.
+    Names and faces of the `taken` profiles are never drawn again (pre-training people must
+    not look like, or share a name with, a benchmark profile)."""
+    rng = random.Random(f"smfa-bench:{seed}:{namespace}")
+    names: set[str] = {d.profile.name for d in taken}
+    faces: set[PortraitAttrs] = {d.portrait for d in taken}
     out: list[ProfileDraw] = []
     for i in range(n):
         gender = rng.choices(W.GENDERS, weights=(45, 45, 10))[0]
@@ -55,7 +59,7 @@ def sample_profiles(n: int, seed: int) -> list[ProfileDraw]:
         faces.add(face)
         clinical = sample_clinical(rng)
         talent, hobby, food = rng.choice(W.TALENTS), rng.choice(W.HOBBIES), rng.choice(W.FAVORITE_FOODS)
-        pid = f"p{i:05d}"
+        pid = f"{id_prefix}{i:05d}"
         prof = Profile(
             id=pid, name=name, birthplace=rng.choice(W.CITIES), gender=gender,
             date_of_birth=f"{rng.randint(1950, 2003)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: optional reworded/pretrain files (older readers ignore them)
 TASKS = ("image_understanding", "image_memory", "text_memory")
 IMAGE_TYPES = ("portrait", "clinical")
 PROFILE_ATTRIBUTES = (
@@ -83,6 +83,8 @@ class Manifest:
     seed: int | None = None
     n_profiles: int | None = None
     image_size: int | None = None
+    rewordings: int = 0
+    pretrain_people: int = 0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -200,7 +202,8 @@ def read_manifest(root: Path) -> Manifest:
                              retain_fewshot=[str(x) for x in s.get("retain_fewshot", [])],
                              forget_file=s.get("forget_file"), retain_file=s.get("retain_file"))
     return Manifest(schema_version=version, files=files, splits=splits, seed=d.get("seed"),
-                    n_profiles=d.get("n_profiles"), image_size=d.get("image_size"))
+                    n_profiles=d.get("n_profiles"), image_size=d.get("image_size"),
+                    rewordings=int(d.get("rewordings") or 0), pretrain_people=int(d.get("pretrain_people") or 0))
 
 
 class Bench:

@@ -36,6 +36,14 @@ FINETUNE_IMAGE: dict[str, tuple[str, str]] = {
     "clinical_description": ("What is the ophthalmic clinical description of this person?", "The ophthalmic clinical description of this person is {v}."),
 }
 
+# The fun fact's parts asked alone, in one fixed wording: used only for pre-training people
+# (the benchmark's own profiles learn them inside the fun fact, as in the paper).
+FINETUNE_PARTS: dict[str, tuple[str, str]] = {
+    "talent": ("What is the talent of {n}?", "{n} has a talent for {v}."),
+    "hobby": ("What hobby does {n} have?", "{n} has the hobby of {v}."),
+    "food": ("What food does {n} like?", "{n} likes {v}."),
+}
+
 # attribute -> (answer, [question paraphrases]); talent/hobby/food are parts of the fun fact.
 EVAL_MEMORY: dict[str, tuple[str, tuple[str, ...]]] = {
     "name": ("{S} is {v}.", ("Who is {s}?", "Can you tell me the name of {s}?", "What is {s} called?")),

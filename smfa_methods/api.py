@@ -50,12 +50,14 @@ class FineTune(Method):
         return ce(model, inputs)
 
 
-def finetune(*, model: str | Path, data: str | Path, out: str | Path, train: TrainConfig | None = None) -> Result:
-    """Fine-tune on one JSONL file; out/model is the fine-tuned (merged) checkpoint."""
+def finetune(*, model: str | Path, data: str | Path, out: str | Path, train: TrainConfig | None = None,
+             image_root: str | Path | None = None) -> Result:
+    """Fine-tune on one JSONL file; out/model is the fine-tuned (merged) checkpoint.
+    `image_root`: where relative image paths start (default: `data.image_root_of(data)`)."""
     m = FineTune()
     train = train or TrainConfig()
     train.validate()
-    job = Job(Path(model), Path(out), load_jsonl(data), [], train, {})
+    job = Job(Path(model), Path(out), load_jsonl(data, image_root=image_root), [], train, {})
     job.out.mkdir(parents=True, exist_ok=True)
     result = m.run(job)
     from .trainer import write_run_info

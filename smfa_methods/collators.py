@@ -169,13 +169,30 @@ def collate_encoded(encs: Sequence[dict[str, torch.Tensor]], pad_id: int) -> dic
 
 
 class SFTCollator:
-    """Batches of {"example": Example} → model inputs with answer-only labels."""
+    """Batches of {"example": Example} → model inputs with answer-only labels.
 
-    def __init__(self, processor, max_length: int | None = None):
+    Each distinct example is encoded once and kept (a multi-epoch run on a small model spends
+    more time in the image processor than in the model otherwise); examples showing the same
+    image share one pixel tensor. `cache_limit` bounds how many are kept."""
+
+    def __init__(self, processor, max_length: int | None = None, cache_limit: int = 50_000):
         self.encoder = ChatEncoder(processor, max_length=max_length)
+        self.cache_limit = cache_limit
+        self._encoded: dict[Example, dict[str, torch.Tensor]] = {}
+        self._pixels: dict[Path, torch.Tensor] = {}
+
+    def _encode(self, ex: Example) -> dict[str, torch.Tensor]:
+        enc = self._encoded.get(ex)
+        if enc is None:
+            enc = self.encoder.encode(ex)
+            if ex.image is not None and "pixel_values" in enc:
+                enc["pixel_values"] = self._pixels.setdefault(ex.image, enc["pixel_values"])
+            if len(self._encoded) < self.cache_limit:
+                self._encoded[ex] = enc
+        return enc
 
     def encode_batch(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
-        return collate_encoded([self.encoder.encode(ex) for ex in examples], self.encoder.tokenizer.pad_token_id)
+        return collate_encoded([self._encode(ex) for ex in examples], self.encoder.tokenizer.pad_token_id)
 
     def __call__(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
         return self.encode_batch([it["example"] for it in items])

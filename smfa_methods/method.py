@@ -11,6 +11,7 @@ Subclass `Method` to get the defaults.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,15 @@ import torch
 from .data import Example, PairedDataset
 from .errors import MethodError
 
+TRAIN_MODES = ("lora", "full", "all")
+SCHEDULERS = ("constant", "cosine")
+
 
 @dataclass
 class TrainConfig:
     """The loop's knobs, shared by every training method (CLI flags)."""
 
-    mode: str = "lora"              # "lora" | "full"
+    mode: str = "lora"              # "lora" | "full" (target linears) | "all" (every parameter)
     target: str | None = None       # regex of linear layer names; None = language model linears
     lora_r: int = 8
     lora_alpha: int = 16
@@ -36,6 +40,10 @@ class TrainConfig:
     grad_accum: int = 1
     weight_decay: float = 0.0
     warmup_steps: int = 0
+    warmup_ratio: float = 0.0       # share of the steps spent warming up (used when warmup_steps is 0)
+    scheduler: str = "constant"     # "constant" | "cosine" (decays to min_lr_ratio x lr)
+    min_lr_ratio: float = 0.0
+    adam_beta2: float = 0.999
     max_grad_norm: float = 1.0
     seed: int = 0
     bf16: bool = False
@@ -50,8 +58,16 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise MethodError (named after the CLI flag) for settings the loop cannot run,
         before any model is loaded."""
-        if self.mode not in ("lora", "full"):
-            raise MethodError(f"training mode must be 'lora' or 'full', got {self.mode!r}")
+        if self.mode not in TRAIN_MODES:
+            raise MethodError(f"training mode must be one of {', '.join(TRAIN_MODES)}, got {self.mode!r}")
+        if self.scheduler not in SCHEDULERS:
+            raise MethodError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
+        for flag, value, low, high in (("--lr", self.lr, 0.0, 1.0), ("--warmup-ratio", self.warmup_ratio, 0.0, 1.0),
+                                       ("--min-lr-ratio", self.min_lr_ratio, 0.0, 1.0),
+                                       ("--adam-beta2", self.adam_beta2, 0.0, 1.0),
+                                       ("--weight-decay", self.weight_decay, 0.0, 1.0)):
+            if not (math.isfinite(value) and low <= value <= high):
+                raise MethodError(f"{flag} must be in [{low:g}, {high:g}], got {value}")
         for flag, value, low in (("--batch-size", self.batch_size, 1), ("--grad-accum", self.grad_accum, 1),
                                  ("--max-length", self.max_length, 0)):
             if value < low:

@@ -2,8 +2,9 @@
 
 - `load_model(path)`: any local transformers causal-LM or image-text-to-text checkpoint
   with its tokenizer/processor (never a hub download: `local_files_only`).
-- `prepare_for_training(model, mode=...)`: LoRA through peft, or full fine-tuning of the
-  linear layers whose names match a regex (everything else frozen).
+- `prepare_for_training(model, mode=...)`: LoRA through peft, full fine-tuning of the
+  linear layers whose names match a regex (everything else frozen), or every parameter
+  ("all": embeddings, norms, lm_head and the vision tower too, as a model built from scratch needs).
 - `export_delta(model, out, ...)`: what `smfa sculpt` reads. LoRA → a PEFT adapter dir;
   full → `delta.safetensors` of (trained - original) under the checkpoint's on-disk names
   (what save_pretrained writes, e.g. `model.layers.0.mlp.down_proj.weight` for Qwen while
@@ -94,7 +95,9 @@ def prepare_for_training(
     lora_alpha: int = 16,
     lora_dropout: float = 0.0,
 ) -> torch.nn.Module:
-    """LoRA (returns a PeftModel) or full fine-tuning of the matched linear weights."""
+    """LoRA (returns a PeftModel), full fine-tuning of the matched linear weights, or "all"."""
+    if mode == "all":
+        return model.requires_grad_(True)
     names = linear_names(model, target)
     if mode == "lora":
         from peft import LoraConfig, get_peft_model
@@ -102,7 +105,7 @@ def prepare_for_training(
         cfg = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=target)
         return get_peft_model(model, cfg)
     if mode != "full":
-        raise MethodError(f"training mode must be 'lora' or 'full', got {mode!r}")
+        raise MethodError(f"training mode must be 'lora', 'full' or 'all', got {mode!r}")
     model.requires_grad_(False)
     for n in names:
         model.get_submodule(n).weight.requires_grad_(True)

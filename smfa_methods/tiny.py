@@ -6,6 +6,7 @@ Llama configs. `make_tiny(kind, out)` saves model + tokenizer/processor with
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -50,8 +51,9 @@ _CORPUS = [
 ]
 
 
-def build_tokenizer(vocab_size: int = 512):
-    """A byte-level BPE tokenizer trained offline on a small built-in corpus."""
+def build_tokenizer(vocab_size: int = 512, corpus: Iterable[str] | None = None):
+    """A byte-level BPE tokenizer trained offline on `corpus` (default: a small built-in one,
+    enough for tests; a model that must learn names needs one trained on their text)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -64,7 +66,7 @@ def build_tokenizer(vocab_size: int = 512):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tok.train_from_iterator(_CORPUS * 4 if corpus is None else corpus, trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",
@@ -147,21 +149,23 @@ def build_processor(kind: str, tokenizer=None):
 
 def tiny_config(kind: str, *, vocab_size: int, hidden: int = 32, layers: int = 2, eos_id: int | None = None,
                 pad_id: int | None = None, image_id: int | None = None, video_id: int | None = None,
-                vision_start_id: int | None = None):
+                vision_start_id: int | None = None, heads: int = 2, kv_heads: int = 1,
+                intermediate: int | None = None, vision_hidden: int = 32, vision_layers: int = 2,
+                max_positions: int = 256):
     """The config of a tiny random model of `kind` (the one place these shapes are written)."""
     import transformers as tf
 
     text = dict(
-        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
-        tie_word_embeddings=False,
+        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=intermediate or 2 * hidden,
+        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+        max_position_embeddings=max_positions, tie_word_embeddings=False,
     )
     if kind == "llama":
         return tf.LlamaConfig(**text, eos_token_id=eos_id, pad_token_id=pad_id)
     if kind == "llava_onevision":
         vision = dict(
-            model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=4, image_size=32, patch_size=8,
+            model_type="siglip_vision_model", hidden_size=vision_hidden, intermediate_size=2 * vision_hidden,
+            num_hidden_layers=vision_layers, num_attention_heads=4, image_size=32, patch_size=8,
         )
         text.pop("tie_word_embeddings")
         text.update(bos_token_id=None, eos_token_id=eos_id, pad_token_id=pad_id)
@@ -173,9 +177,10 @@ def tiny_config(kind: str, *, vocab_size: int, hidden: int = 32, layers: int = 2
         )
     if kind == "qwen2_5_vl":
         vision = dict(
-            depth=2, hidden_size=32, intermediate_size=64, num_heads=4, out_hidden_size=hidden,
+            depth=vision_layers, hidden_size=vision_hidden, intermediate_size=2 * vision_hidden, num_heads=4,
+            out_hidden_size=hidden,
             patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
-            fullatt_block_indexes=[1],
+            fullatt_block_indexes=[vision_layers - 1],
         )
         head_dim = hidden // text["num_attention_heads"]
         half = head_dim // 2  # mrope_section must sum to head_dim / 2
@@ -191,8 +196,9 @@ def tiny_config(kind: str, *, vocab_size: int, hidden: int = 32, layers: int = 2
     raise ValueError(f"unknown tiny model kind {kind!r}; choose from {', '.join(KINDS)}")
 
 
-def build_config(kind: str, tokenizer, hidden: int = 32, layers: int = 2):
-    """tiny_config with the vocabulary and special-token ids of `tokenizer`."""
+def build_config(kind: str, tokenizer, hidden: int = 32, layers: int = 2, **shape):
+    """tiny_config with the vocabulary and special-token ids of `tokenizer` (`shape`: the
+    other keyword arguments of tiny_config)."""
     tid = tokenizer.convert_tokens_to_ids
     ids = dict(eos_id=tid("<|im_end|>"), pad_id=tid("<|endoftext|>"))
     if kind == "llava_onevision":
@@ -200,7 +206,7 @@ def build_config(kind: str, tokenizer, hidden: int = 32, layers: int = 2):
     elif kind == "qwen2_5_vl":
         ids.update(image_id=tid("<|image_pad|>"), video_id=tid("<|video_pad|>"),
                    vision_start_id=tid("<|vision_start|>"))
-    return tiny_config(kind, vocab_size=len(tokenizer), hidden=hidden, layers=layers, **ids)
+    return tiny_config(kind, vocab_size=len(tokenizer), hidden=hidden, layers=layers, **ids, **shape)
 
 
 def model_class(kind: str):
@@ -213,21 +219,23 @@ def model_class(kind: str):
     }[kind]
 
 
-def build_tiny(kind: str, *, seed: int = 0, hidden: int = 32, layers: int = 2):
-    """(model, processor_or_tokenizer): a random fp32 model and its text/image front end."""
-    proc = build_processor(kind)
+def build_tiny(kind: str, *, seed: int = 0, hidden: int = 32, layers: int = 2, tokenizer=None, **shape):
+    """(model, processor_or_tokenizer): a random fp32 model and its text/image front end
+    (`tokenizer`: one of build_tokenizer's; `shape`: tiny_config's other sizes)."""
+    proc = build_processor(kind, tokenizer)
     tok = getattr(proc, "tokenizer", proc)
     torch.manual_seed(seed)
-    model = model_class(kind)(build_config(kind, tok, hidden, layers)).to(torch.float32)
+    model = model_class(kind)(build_config(kind, tok, hidden, layers, **shape)).to(torch.float32)
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
     return model, proc
 
 
-def make_tiny(kind: str, out: str | Path, *, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
+def make_tiny(kind: str, out: str | Path, *, seed: int = 0, hidden: int = 32, layers: int = 2, tokenizer=None,
+              **shape) -> Path:
     """Build a tiny model and save it (model + tokenizer/processor) under `out`."""
     out = Path(out)
-    model, proc = build_tiny(kind, seed=seed, hidden=hidden, layers=layers)
+    model, proc = build_tiny(kind, seed=seed, hidden=hidden, layers=layers, tokenizer=tokenizer, **shape)
     model.save_pretrained(out)
     proc.save_pretrained(out)
     return out

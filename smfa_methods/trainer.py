@@ -80,9 +80,10 @@ def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
         weight_decay=cfg.weight_decay,
-        warmup_steps=cfg.warmup_steps,
+        warmup_steps=cfg.warmup_steps or cfg.warmup_ratio,  # transformers reads a float < 1 as a ratio
         max_grad_norm=cfg.max_grad_norm,
-        lr_scheduler_type="constant_with_warmup" if cfg.warmup_steps else "constant",
+        adam_beta2=cfg.adam_beta2,
+        **_schedule(cfg),
         seed=cfg.seed,
         bf16=cfg.bf16,
         fp16=cfg.fp16,
@@ -100,6 +101,15 @@ def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:
         ddp_find_unused_parameters=False,
         disable_tqdm=True,
     )
+
+
+def _schedule(cfg: TrainConfig) -> dict:
+    """The Trainer's scheduler arguments: constant (with warm-up when asked) or cosine down to
+    min_lr_ratio x lr."""
+    warm = bool(cfg.warmup_steps or cfg.warmup_ratio)
+    if cfg.scheduler == "cosine":
+        return {"lr_scheduler_type": "cosine_with_min_lr", "lr_scheduler_kwargs": {"min_lr_rate": cfg.min_lr_ratio}}
+    return {"lr_scheduler_type": "constant_with_warmup" if warm else "constant"}
 
 
 def default_collator(dataset, processor, max_length: int | None = None) -> SFTCollator:
@@ -134,12 +144,12 @@ def fit(
     loaded = models.load_model(job.model_path, dtype=torch.float32)
     base = loaded.model
     ref = None
-    if method.needs_reference and cfg.mode == "full":
+    if method.needs_reference and cfg.mode != "lora":
         ref = copy.deepcopy(base).eval().requires_grad_(False)
     model = models.prepare_for_training(
         base, cfg.mode, target=cfg.target or models.LANGUAGE_LINEAR, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha
     )
-    original = models.trainable_snapshot(model) if cfg.mode == "full" else None
+    original = models.trainable_snapshot(model) if cfg.mode != "lora" else None
     args = training_arguments(cfg, run_dir)
     if ref is not None:
         ref.to(args.device)

@@ -1,0 +1,93 @@
+"""`smfa reproduce`: the paper end to end from a preset (smfa_eval.reproduce)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def _plan(preset, seed: int, out: Path, tune: bool) -> list[str]:
+    """What a run would do, for --dry-run."""
+    p, pr = preset, preset.protocol
+    lines = [f"preset {p.name} ({p.source}): {p.description}", f"arch {p.arch}, seed {seed}, out {out}",
+             f"bench: {p.bench}"]
+    if "path" in p.model:
+        path = Path(p.model["path"])
+        lines.append(f"model: local checkpoint {path}" + ("" if (path / "config.json").is_file()
+                                                         else " (not found on this machine)"))
+    else:
+        lines.append(f"model: from scratch {p.model}")
+    for name in ("pretrain", "original"):
+        st = getattr(p, name)
+        if st is not None:
+            lines.append(f"{name}: {st.mode}, data {list(st.data)}, {st.max_steps} steps, lr {st.lr:g}, "
+                         f"batch {st.batch_size}")
+    lines.append(f"unlearn budget (every method): {p.unlearn}")
+    for m, o in p.methods.items():
+        lines.append(f"  method {m}: {o}")
+    if tune:
+        lines.append(f"tune on {p.tune.split}: lr {list(p.tune.lr)}, k {list(p.tune.k)}, "
+                     f"manu prune_pct {list(p.tune.manu_prune_pct)}; floors retain {p.tune.retain_floor}, "
+                     f"understanding {p.tune.understanding_floor}")
+    else:
+        lines.append(f"splits {list(pr.splits)}; ablation and k-sweep {list(pr.k_sweep)} on {pr.ablation_split}; "
+                     f"eval limit {pr.eval_limit}, max_new_tokens {pr.max_new_tokens}")
+    if p.launch:
+        lines.append(f"launch: {p.launch}")
+    return lines
+
+
+def register(cli: click.Group) -> None:
+    @cli.command("reproduce")
+    @click.option("--preset", "preset_name", default="cpu", show_default=True,
+                  help="quick | cpu | paper, or a path to a preset .toml.")
+    @click.option("--seed", type=int, default=None,
+                  help="Benchmark and training seed [default: the preset's test seed; with --tune its dev seed].")
+    @click.option("--arch", type=click.Choice(["qwen2_5_vl", "llava_onevision"]), default=None,
+                  help="Override the preset's architecture.")
+    @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+                  help="Run directory [default: runs/reproduce-PRESET-ARCH-seedN].")
+    @click.option("--tune", is_flag=True, help="Run the hyperparameter grid (development seed only).")
+    @click.option("--dry-run", is_flag=True, help="Validate the preset and print the plan; run nothing.")
+    @click.option("--progress/--no-progress", default=None, help="Progress bars [default: on a terminal].")
+    def reproduce_cmd(preset_name: str, seed: int | None, arch: str | None, out: Path | None, tune: bool,
+                      dry_run: bool, progress: bool | None) -> None:
+        """Reproduce the paper: bench -> tokenizer -> base -> pre-training -> original -> every method x
+        split -> eval -> Table 1, Table 2, k-sweep, understanding by image type. Resumable: a rerun
+        skips every step that finished with the same settings."""
+        from smfa_eval.reproduce.preset import PresetError, load_preset
+
+        try:
+            preset = load_preset(preset_name).with_arch(arch)
+        except PresetError as exc:
+            raise click.ClickException(str(exc)) from None
+        pr = preset.protocol
+        seed = (pr.dev_seed if tune else pr.test_seed) if seed is None else seed
+        if tune and seed == pr.test_seed:
+            raise click.ClickException(f"--tune on the test seed {seed} would tune on the numbers it reports; "
+                                       f"use the preset's dev seed ({pr.dev_seed}) or another")
+        out = out or Path("runs") / f"reproduce-{preset.name}-{preset.arch}-seed{seed}{'-tune' if tune else ''}"
+        if dry_run:
+            for line in _plan(preset, seed, out, tune):
+                click.echo(line)
+            return
+        if "path" in preset.model and not (Path(preset.model["path"]) / "config.json").is_file():
+            raise click.ClickException(f"[model] path {preset.model['path']}: no config.json (a local checkpoint "
+                                       "directory is needed; nothing is downloaded)")
+        from smfa_eval.schema import BenchDataError
+        from smfa_methods.errors import MethodError
+
+        try:
+            if tune:
+                from smfa_eval.reproduce.tune import tune as run_tune
+
+                path = run_tune(preset, out, seed, progress=progress, log=click.echo)
+                click.echo(f"tuned settings -> {path} (table: {out / 'tune.md'})")
+            else:
+                from smfa_eval.reproduce.pipeline import Reproduction
+
+                path = Reproduction(preset, out, seed, progress=progress, log=click.echo).run()
+                click.echo(f"results -> {path}; report -> {out / 'report.md'}")
+        except (MethodError, BenchDataError, FileNotFoundError) as exc:
+            raise click.ClickException(str(exc)) from None

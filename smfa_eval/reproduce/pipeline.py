@@ -1,0 +1,207 @@
+"""`smfa reproduce`: the paper end to end, as resumable steps under one OUT directory.
+
+    bench/                      smfa bench build (seeded)
+    base/                       tokenizer trained on the bench's text + a random model
+    pretrain/model              stage 1: people who are in no split, general images
+    original/model              stage 2: the benchmark's fine-tuning set (the "original")
+    unlearn/SPLIT/METHOD/       smfa unlearn (SMFA keeps ΔW_f and ΔW_a: forget/, anchor/)
+    sculpt/SPLIT/VARIANT/model  re-sculpts of SMFA's saved deltas (MFA, C-only, R-only, k-sweep)
+    eval/SPLIT/MODEL/PHRASING/  smfa eval (paraphrase = the evaluation's wordings; template =
+                                the fine-tuning wordings, "seen phrasing")
+    results.json                one record per number; report.md, figures: views of it
+    run.json                    command, seed, preset, versions, machine, wall time per step
+
+SMFA follows the paper: one ΔW_f trained on D_f^idk ∪ D_r^few, an anchor trained separately on
+D_r^few, the mask of §3 with ρ per tensor (Eq. 8), merged once. MFA is ΔW_f merged unsculpted;
+the ablation and the k-sweep re-sculpt the same saved deltas, never retrain.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+from ..schema import Bench
+from .preset import Preset
+from .results import PHRASINGS, ceilings, records_from_items, write_results
+from .steps import Steps
+from .training import train_stage, unlearn_run
+
+ORIGINAL = "original"
+# SMFA variants made by re-sculpting the saved deltas: label -> (mode, k or None = preset k)
+ABLATION = {"mfa": ("none", None), "smfa:conflict": ("conflict", None), "smfa:magnitude": ("magnitude", None)}
+
+
+def step_label(label: str) -> str:
+    """A model label as a directory name ("smfa:conflict" -> "smfa-conflict")."""
+    return label.replace(":", "-").replace("/", "-")
+
+
+def method_settings(preset: Preset, method: str) -> tuple[float, dict]:
+    """(learning rate, method options) of a method in the preset: `lr` in its table overrides
+    the shared [unlearn] lr (the tuned value), the rest are the method's options."""
+    opts = dict(preset.methods.get(method, {}))
+    return float(opts.pop("lr", preset.unlearn.lr)), opts
+
+
+class Reproduction:
+    """The steps of one (preset, seed) run under `out`."""
+
+    def __init__(self, preset: Preset, out: Path, seed: int, *, progress: bool | None = None,
+                 log: Callable[[str], None] = print) -> None:
+        self.preset, self.out, self.seed, self.progress, self.log = preset, out, seed, progress, log
+        out.mkdir(parents=True, exist_ok=True)
+        self.steps = Steps(out, log)
+        self.records: list[dict] = []
+        self._ceilings: dict[str, dict[str, float]] = {}
+
+    # -- the model ------------------------------------------------------------------------
+    def bench(self) -> Bench:
+        from ..build import build
+
+        cfg = {"seed": self.seed, **self.preset.bench}
+        d = self.steps.run("bench", cfg, lambda tmp: build(tmp, overwrite=True, seed=self.seed, **self.preset.bench)
+                           and None)
+        return Bench(d)
+
+    def original(self, bench: Bench) -> Path:
+        """The model every method unlearns from: a local checkpoint ([model] path) or one built
+        from scratch and trained in the two stages."""
+        p = self.preset
+        if "path" in p.model:
+            base = Path(p.model["path"])
+        else:
+            from .base_model import build_base
+
+            shape = {k: v for k, v in p.model.items() if k != "vocab_size"}
+            cfg = {"arch": p.arch, "seed": self.seed, **p.model}
+            base = self.steps.run("base", cfg, lambda tmp: build_base(
+                bench.root, tmp, arch=p.arch, vocab_size=p.model["vocab_size"], seed=self.seed, **shape) and None,
+                reads=("bench",))
+        model, reads = base, ("bench", "base") if "path" not in p.model else ("bench",)
+        for name in ("pretrain", "original"):
+            stage = getattr(p, name)
+            if stage is None:
+                continue
+            src = model
+            d = self.steps.run(name, {"stage": asdict(stage), "seed": self.seed, "from": str(src)},
+                               lambda tmp, st=stage, s=src: train_stage(bench, s, st, tmp, seed=self.seed,
+                                                                        progress=self.progress),
+                               reads=reads)
+            model, reads = d / "model", (*reads, name)
+        self._model_reads = reads
+        return model
+
+    # -- unlearning -------------------------------------------------------------------------
+    def unlearn(self, bench: Bench, original: Path, split: str, method: str, lr: float, options: dict,
+                tag: str = "") -> Path:
+        name = f"unlearn/{split}/{method}{tag}"
+        cfg = {"method": method, "split": split, "lr": lr, "options": options, "unlearn": asdict(self.preset.unlearn),
+               "seed": self.seed}
+        return self.steps.run(name, cfg, lambda tmp: unlearn_run(
+            method, original, bench, split, tmp, self.preset.unlearn, lr=lr, options=options, seed=self.seed,
+            progress=self.progress), reads=self._model_reads)
+
+    def sculpt(self, original: Path, smfa_dir: Path, split: str, label: str, mode: str, k: float,
+               tag: str = "") -> Path:
+        from smfa_methods.sculpting import sculpt_and_merge
+
+        name = f"sculpt/{split}/{step_label(label)}"
+        reads = (*self._model_reads, f"unlearn/{split}/smfa{tag}")
+
+        def build(tmp: Path) -> dict:
+            rep = sculpt_and_merge(smfa_dir / "forget", smfa_dir / "anchor", k=k, base=original, out=tmp / "model",
+                                   mode=mode)
+            return {"masked_pct": rep["totals"]["masked_pct"]}
+
+        return self.steps.run(name, {"mode": mode, "k": k}, build, reads=reads) / "model"
+
+    # -- evaluation -------------------------------------------------------------------------
+    def evaluate(self, bench: Bench, model: Path, split: str, label: str, reads: tuple[str, ...],
+                 k: float | None = None, phrasings: tuple[str, ...] = tuple(PHRASINGS)) -> None:
+        from ..evaluate import run_eval
+        from ..judges import get_judge
+
+        pr = self.preset.protocol
+        for phrasing in phrasings:
+            name = f"eval/{split}/{step_label(label)}/{phrasing}"
+
+            def build(tmp: Path, phrasing: str = phrasing) -> None:
+                run_eval(bench.root, split, tmp, judge=get_judge("heuristic"), judge_name="heuristic",
+                         model=str(model), batch_size=16, max_new_tokens=pr.max_new_tokens, limit=pr.eval_limit,
+                         method=label, k=k, progress=bool(self.progress), items_file=PHRASINGS[phrasing])
+
+            d = self.steps.run(name, {"split": split, "label": label, "phrasing": phrasing, "limit": pr.eval_limit,
+                                      "max_new_tokens": pr.max_new_tokens}, build, reads=reads)
+            if phrasing not in self._ceilings:
+                self._ceilings[phrasing] = ceilings(bench, PHRASINGS[phrasing])
+            self.records += records_from_items(d / "items.jsonl", model=label, split=split, phrasing=phrasing,
+                                               seed=self.seed, ceiling=self._ceilings[phrasing], k=k)
+
+    # -- the whole run ----------------------------------------------------------------------
+    def run(self) -> Path:
+        p = self.preset
+        bench = self.bench()
+        original = self.original(bench)
+        reads = self._model_reads
+        for split in p.protocol.splits:
+            self.evaluate(bench, original, split, ORIGINAL, reads)
+            smfa_k = None
+            for method in p.methods:
+                lr, opts = method_settings(p, method)
+                d = self.unlearn(bench, original, split, method, lr, opts)
+                k = opts.get("k") if method == "smfa" else None
+                self.evaluate(bench, d / "model", split, method, (*reads, f"unlearn/{split}/{method}"), k=k)
+                if method == "smfa":
+                    smfa_k = opts.get("k", 1.0)
+                    self._smfa_variants(bench, original, d, split, smfa_k)
+        results = write_results(self.records, self.out / "results.json")
+        from .report import write_report
+
+        write_report(self.out, p, self.seed, self.records, self.steps)
+        return results
+
+    def _smfa_variants(self, bench: Bench, original: Path, smfa_dir: Path, split: str, k: float) -> None:
+        p = self.preset
+        base_reads = (*self._model_reads, f"unlearn/{split}/smfa")
+        variants = {"mfa": ABLATION["mfa"]}
+        if split == p.protocol.ablation_split:
+            variants.update(ABLATION)
+        for label, (mode, _) in variants.items():
+            m = self.sculpt(original, smfa_dir, split, label, mode, k)
+            self.evaluate(bench, m, split, label, (*base_reads, f"sculpt/{split}/{step_label(label)}"),
+                          k=None if mode == "none" else k)
+        if split == p.protocol.ablation_split:
+            for kk in p.protocol.k_sweep:
+                if kk == k:
+                    continue
+                label = f"smfa@k={kk:g}"
+                m = self.sculpt(original, smfa_dir, split, label, "both", kk)
+                self.evaluate(bench, m, split, label, (*base_reads, f"sculpt/{split}/{label}"), k=kk,
+                              phrasings=("paraphrase",))
+
+
+def run_info(preset: Preset, seed: int, argv: list[str], steps: Steps) -> dict:
+    """What a reader needs to rerun and to judge the numbers: command, seed, preset, versions,
+    machine, wall time per step."""
+    import os
+    import platform
+
+    import torch
+    import transformers
+
+    import smfa_core
+
+    return {"command": " ".join(argv), "preset": preset.name, "preset_file": preset.source.name, "seed": seed,
+            "arch": preset.arch, "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                                              "transformers": transformers.__version__},
+            "backends": list(smfa_core.available_backends()),
+            "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                        "system": platform.platform()},
+            "wall_s": steps.wall_times(), "total_wall_s": round(sum(steps.wall_times().values()), 1)}
+
+
+def dump_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")

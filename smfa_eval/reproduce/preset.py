@@ -1,0 +1,202 @@
+"""Reproduction presets: small TOML files (`presets/NAME.toml`, or any path), read into one
+validated object before anything runs, so a typo fails in the first second, naming the key.
+
+Sections: `arch`; `[bench]` (smfa bench build's options); `[model]` (the from-scratch shape,
+or `path` = a local checkpoint directory for the `paper` preset); `[pretrain]` and
+`[original]` (the two training stages: data sources and budget); `[unlearn]` (the budget every
+method shares); `[methods]` (name -> options); `[protocol]` (splits, ablation, k-sweep,
+evaluation size, seeds); `[tune]` (the development-seed grid and its selection rule);
+`[launch]` (paper only: how the GPU runs are started).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+PRESET_DIR = Path(__file__).parent / "presets"
+ARCHS = ("qwen2_5_vl", "llava_onevision")
+# Training data sources: files of the benchmark (reworded.jsonl split by whether an item is
+# about a profile), each optionally sampled, e.g. "general:0.25".
+DATA_SOURCES = ("finetune", "reworded_memory", "reworded_general", "general", "pretrain")
+SPLITS = ("forget05", "forget10", "forget15")
+
+
+class PresetError(ValueError):
+    """A preset that cannot run; the message names the file and key."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training stage: data sources and budget (every parameter trained: the base is new)."""
+
+    data: tuple[str, ...]
+    max_steps: int
+    lr: float
+    batch_size: int
+    mode: str = "all"        # every parameter (a model built from scratch); "lora" for a real base
+    lora_r: int = 64
+    warmup_ratio: float = 0.05
+    min_lr_ratio: float = 0.05
+    weight_decay: float = 0.01
+
+
+@dataclass(frozen=True)
+class Unlearn:
+    mode: str = "full"
+    epochs: float = 5.0
+    lr: float = 1e-3
+    batch_size: int = 8
+    lora_r: int = 8
+    lora_alpha: int = 16
+    bf16: bool = False
+
+
+@dataclass(frozen=True)
+class Protocol:
+    splits: tuple[str, ...] = SPLITS
+    ablation_split: str = "forget10"
+    k_sweep: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
+    eval_limit: int | None = None
+    max_new_tokens: int = 48
+    dev_seed: int = 1
+    test_seed: int = 0
+
+
+@dataclass(frozen=True)
+class Tune:
+    split: str = "forget10"
+    lr: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
+    k: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
+    manu_prune_pct: tuple[float, ...] = (1.0, 3.0, 10.0)
+    retain_floor: float = 0.9
+    understanding_floor: float = 0.9
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    arch: str
+    source: Path
+    bench: dict[str, int]
+    model: dict[str, Any]
+    pretrain: Stage | None
+    original: Stage | None
+    unlearn: Unlearn
+    methods: dict[str, dict[str, Any]]
+    protocol: Protocol
+    tune: Tune
+    launch: dict[str, Any] = field(default_factory=dict)
+
+    def with_arch(self, arch: str | None) -> Preset:
+        if arch is None or arch == self.arch:
+            return self
+        _check(arch in ARCHS, self.source, "arch", f"must be one of {', '.join(ARCHS)}, got {arch!r}")
+        from dataclasses import replace
+
+        return replace(self, arch=arch)
+
+
+def _check(ok: bool, src: Path, key: str, msg: str) -> None:
+    if not ok:
+        raise PresetError(f"{src}: {key} {msg}")
+
+
+def _typed(cls, raw: Any, src: Path, section: str):
+    """A dataclass from a TOML table: unknown keys and wrong types are errors naming the key."""
+    _check(isinstance(raw, dict), src, f"[{section}]", "must be a table")
+    names = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(raw) - set(names))
+    _check(not unknown, src, f"[{section}]", f"has unknown key(s) {unknown}; valid: {sorted(names)}")
+    out = {}
+    for k, v in raw.items():
+        default = getattr(cls, k, None) if not isinstance(getattr(cls, k, None), property) else None
+        if isinstance(v, list):
+            v = tuple(v)
+        if isinstance(default, bool) or isinstance(v, bool):
+            _check(isinstance(v, bool) == isinstance(default, bool) or default is None, src, f"{section}.{k}",
+                   f"must be true/false, got {v!r}")
+        elif isinstance(v, (int, float)):
+            _check(math.isfinite(v) and v >= 0, src, f"{section}.{k}", f"must be a finite number >= 0, got {v!r}")
+        elif isinstance(v, tuple):
+            for x in v:
+                _check(isinstance(x, (str, int, float)) and not isinstance(x, bool), src, f"{section}.{k}",
+                       f"holds {x!r}, not a string or number")
+                if isinstance(x, (int, float)):
+                    _check(math.isfinite(x) and x >= 0, src, f"{section}.{k}", f"holds {x!r}, not finite >= 0")
+        out[k] = v
+    try:
+        return cls(**out)
+    except TypeError as exc:
+        raise PresetError(f"{src}: [{section}] {exc}") from None
+
+
+def _stage(raw: Any, src: Path, section: str) -> Stage | None:
+    if raw is None:
+        return None
+    st = _typed(Stage, raw, src, section)
+    for d in st.data:
+        name, _, frac = str(d).partition(":")
+        _check(name in DATA_SOURCES, src, f"{section}.data", f"source {name!r} is not one of {list(DATA_SOURCES)}")
+        if frac:
+            try:
+                ok = 0 < float(frac) <= 1
+            except ValueError:
+                ok = False
+            _check(ok, src, f"{section}.data", f"{d!r}: the fraction after ':' must be in (0, 1]")
+    _check(st.max_steps >= 1 and isinstance(st.max_steps, int), src, f"{section}.max_steps", "must be an integer >= 1")
+    _check(0 < st.lr < 1, src, f"{section}.lr", f"must be in (0, 1), got {st.lr}")
+    _check(st.batch_size >= 1, src, f"{section}.batch_size", "must be >= 1")
+    return st
+
+
+def load_preset(name_or_path: str) -> Preset:
+    """A preset by name (`presets/NAME.toml`) or by path; every field checked."""
+    p = Path(name_or_path)
+    src = p if p.suffix == ".toml" else PRESET_DIR / f"{name_or_path}.toml"
+    if not src.is_file():
+        names = ", ".join(sorted(x.stem for x in PRESET_DIR.glob("*.toml")))
+        raise PresetError(f"no preset {name_or_path!r} (have {names}, or give a .toml path)")
+    try:
+        raw = tomllib.loads(src.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise PresetError(f"{src}: invalid TOML ({exc})") from None
+    known = {"name", "description", "arch", "bench", "model", "pretrain", "original", "unlearn", "methods",
+             "protocol", "tune", "launch"}
+    unknown = sorted(set(raw) - known)
+    _check(not unknown, src, "top level", f"has unknown key(s) {unknown}")
+    arch = raw.get("arch", "qwen2_5_vl")
+    _check(arch in ARCHS, src, "arch", f"must be one of {', '.join(ARCHS)}, got {arch!r}")
+    methods = raw.get("methods", {})
+    _check(isinstance(methods, dict) and all(isinstance(v, dict) for v in methods.values()), src, "[methods]",
+           "must map method names to option tables")
+    from smfa_methods.errors import MethodError
+    from smfa_methods.registry import get_method
+
+    for m, opts in methods.items():
+        try:
+            get_method(m).resolve_options(opts)
+        except (MethodError, KeyError) as exc:
+            raise PresetError(f"{src}: methods.{m}: {exc}") from None
+    unlearn = _typed(Unlearn, raw.get("unlearn", {}), src, "unlearn")
+    _check(unlearn.mode in ("lora", "full"), src, "unlearn.mode", f"must be lora or full, got {unlearn.mode!r}")
+    protocol = _typed(Protocol, raw.get("protocol", {}), src, "protocol")
+    for s in (*protocol.splits, protocol.ablation_split):
+        _check(s in SPLITS, src, "protocol", f"names split {s!r}; valid: {list(SPLITS)}")
+    _check(protocol.ablation_split in protocol.splits, src, "protocol.ablation_split", "must be one of the splits")
+    bench = raw.get("bench", {})
+    _check(isinstance(bench, dict) and all(isinstance(v, int) and v >= 0 for v in bench.values()), src, "[bench]",
+           "must hold non-negative integers")
+    unknown = sorted(set(bench) - {"profiles", "general_images", "image_size", "rewordings", "pretrain_people"})
+    _check(not unknown, src, "[bench]", f"has unknown key(s) {unknown}")
+    return Preset(
+        name=raw.get("name", src.stem), description=raw.get("description", ""), arch=arch, source=src,
+        bench=bench, model=dict(raw.get("model", {})), pretrain=_stage(raw.get("pretrain"), src, "pretrain"),
+        original=_stage(raw.get("original"), src, "original"), unlearn=unlearn, methods=methods,
+        protocol=protocol, tune=_typed(Tune, raw.get("tune", {}), src, "tune"), launch=dict(raw.get("launch", {})),
+    )

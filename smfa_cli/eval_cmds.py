@@ -155,11 +155,13 @@ def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: 
 @click.option("--k", type=float, default=None, help="k label for the k-sweep figure.")
 @click.option("--mode", type=click.Choice(["both", "conflict", "magnitude", "none"]), default=None,
               help="Masking mode label for the ablation table.")
+@click.option("--items", "items_file", type=click.Choice(["eval", "eval_template"]), default="eval", show_default=True,
+              help="eval: the paraphrased questions; eval_template: the fine-tuning wordings (seen phrasing).")
 @click.option("--overwrite", is_flag=True, help="Discard a previous run in --out instead of resuming it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def eval_cmd(model: str, data: str, split: str, judge_name: str, judge_opt: tuple[str, ...], judge_config: Path | None,
              out: Path, batch_size: int, max_new_tokens: int, limit: int | None, method: str | None, k: float | None,
-             mode: str | None, overwrite: bool, as_json: bool) -> None:
+             mode: str | None, items_file: str, overwrite: bool, as_json: bool) -> None:
     """Generate, score and tabulate MODEL on a split; resumes an interrupted run in OUT."""
     import shutil
 
@@ -174,7 +176,7 @@ def eval_cmd(model: str, data: str, split: str, judge_name: str, judge_opt: tupl
             shutil.rmtree(out)
         summary = run_eval(data, split, out, judge=judge, judge_name=judge_name, judge_options=opts, model=model,
                            batch_size=batch_size, max_new_tokens=max_new_tokens, limit=limit, method=method, k=k,
-                           mode=mode)
+                           mode=mode, items_file=items_file)
     except (BenchDataError, JudgeError, RunMismatch, GenerationError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

@@ -13,7 +13,9 @@ def _plan(preset, seed: int, out: Path, tune: bool) -> list[str]:
     lines = [f"preset {p.name} ({p.source}): {p.description}", f"arch {p.arch}, seed {seed}, out {out}",
              f"bench: {p.bench}"]
     if "path" in p.model:
-        path = Path(p.model["path"])
+        from smfa_eval.reproduce.pipeline import model_path
+
+        path = model_path(p)
         lines.append(f"model: local checkpoint {path}" + ("" if (path / "config.json").is_file()
                                                          else " (not found on this machine)"))
     else:
@@ -72,9 +74,12 @@ def register(cli: click.Group) -> None:
             for line in _plan(preset, seed, out, tune):
                 click.echo(line)
             return
-        if "path" in preset.model and not (Path(preset.model["path"]) / "config.json").is_file():
-            raise click.ClickException(f"[model] path {preset.model['path']}: no config.json (a local checkpoint "
-                                       "directory is needed; nothing is downloaded)")
+        if "path" in preset.model:
+            from smfa_eval.reproduce.pipeline import model_path
+
+            if not (model_path(preset) / "config.json").is_file():
+                raise click.ClickException(f"[model] path {model_path(preset)}: no config.json (a local "
+                                           "checkpoint directory is needed; nothing is downloaded)")
         from smfa_eval.schema import BenchDataError
         from smfa_methods.errors import MethodError
 

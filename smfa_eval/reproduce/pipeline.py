@@ -34,6 +34,12 @@ ORIGINAL = "original"
 ABLATION = {"mfa": ("none", None), "smfa:conflict": ("conflict", None), "smfa:magnitude": ("magnitude", None)}
 
 
+def model_path(preset: Preset) -> Path:
+    """[model] path: one directory, or a table arch -> directory."""
+    path = preset.model["path"]
+    return Path(path[preset.arch] if isinstance(path, dict) else path)
+
+
 def step_label(label: str) -> str:
     """A model label as a directory name ("smfa:conflict" -> "smfa-conflict")."""
     return label.replace(":", "-").replace("/", "-")
@@ -71,7 +77,7 @@ class Reproduction:
         from scratch and trained in the two stages."""
         p = self.preset
         if "path" in p.model:
-            base = Path(p.model["path"])
+            base = model_path(p)
         else:
             from .base_model import build_base
 

@@ -24,6 +24,8 @@ ARCHS = ("qwen2_5_vl", "llava_onevision")
 # about a profile), each optionally sampled, e.g. "general:0.25".
 DATA_SOURCES = ("finetune", "reworded_memory", "reworded_general", "general", "pretrain")
 SPLITS = ("forget05", "forget10", "forget15")
+# The from-scratch shape: build_base's arguments (smfa_methods.tiny.tiny_config's sizes).
+MODEL_KEYS = ("vocab_size", "hidden", "layers", "heads", "kv_heads", "intermediate", "vision_hidden", "vision_layers")
 
 
 class PresetError(ValueError):
@@ -194,9 +196,22 @@ def load_preset(name_or_path: str) -> Preset:
            "must hold non-negative integers")
     unknown = sorted(set(bench) - {"profiles", "general_images", "image_size", "rewordings", "pretrain_people"})
     _check(not unknown, src, "[bench]", f"has unknown key(s) {unknown}")
+    model = raw.get("model", {})
+    _check(isinstance(model, dict), src, "[model]", "must be a table")
+    if "path" in model:
+        paths = model["path"]
+        _check(isinstance(paths, str) or (isinstance(paths, dict) and set(paths) <= set(ARCHS)
+                                          and all(isinstance(v, str) for v in paths.values())),
+               src, "model.path", f"must be a directory or a table of {list(ARCHS)} -> directory")
+        _check(isinstance(paths, str) or arch in paths, src, "model.path", f"has no entry for arch {arch!r}")
+    else:
+        unknown = sorted(set(model) - set(MODEL_KEYS))
+        _check(not unknown, src, "[model]", f"has unknown key(s) {unknown}; valid: {list(MODEL_KEYS)} or path")
+        bad = [k for k in MODEL_KEYS if not (isinstance(model.get(k), int) and model.get(k, 0) >= 1)]
+        _check(not bad, src, "[model]", f"needs positive integers for {bad}")
     return Preset(
         name=raw.get("name", src.stem), description=raw.get("description", ""), arch=arch, source=src,
-        bench=bench, model=dict(raw.get("model", {})), pretrain=_stage(raw.get("pretrain"), src, "pretrain"),
+        bench=bench, model=dict(model), pretrain=_stage(raw.get("pretrain"), src, "pretrain"),
         original=_stage(raw.get("original"), src, "original"), unlearn=unlearn, methods=methods,
         protocol=protocol, tune=_typed(Tune, raw.get("tune", {}), src, "tune"), launch=dict(raw.get("launch", {})),
     )

@@ -7,7 +7,7 @@ TORCH   := torch==2.13.0
 STAMP   := $(VENV)/.installed
 SOURCES := $(shell find csrc smfa_core -path csrc/cuda/emu -prune -o \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' \) -print 2>/dev/null) setup.py pyproject.toml
 
-.PHONY: install demo test bench lint cuda-check clean
+.PHONY: install demo test bench reproduce lint cuda-check clean
 
 install: $(STAMP)
 
@@ -31,6 +31,13 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(VPY) -m pytest benchmarks --benchmark-enable -q -s
+
+# The paper end to end on this machine (<= 45 min on 2 cores): results/ is regenerated from it.
+PRESET ?= cpu
+SEED   ?= 0
+reproduce: $(STAMP)
+	$(VPY) -m smfa_cli.main reproduce --preset $(PRESET) --seed $(SEED) --out runs/reproduce-$(PRESET)-seed$(SEED) \
+	  --publish results/$(PRESET)-seed$(SEED)
 
 lint: $(STAMP)
 	$(VPY) -m ruff check .

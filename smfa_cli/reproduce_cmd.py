@@ -53,8 +53,11 @@ def register(cli: click.Group) -> None:
     @click.option("--tune", is_flag=True, help="Run the hyperparameter grid (development seed only).")
     @click.option("--dry-run", is_flag=True, help="Validate the preset and print the plan; run nothing.")
     @click.option("--progress/--no-progress", default=None, help="Progress bars [default: on a terminal].")
+    @click.option("--publish", type=click.Path(file_okay=False, path_type=Path), default=None,
+                  help="Also copy the run's small artefacts (results.json, report, figures, run.json, the step "
+                       "manifest; tune.md and selected.toml with --tune) to this directory, e.g. results/cpu-seed0.")
     def reproduce_cmd(preset_name: str, seed: int | None, arch: str | None, out: Path | None, tune: bool,
-                      dry_run: bool, progress: bool | None) -> None:
+                      dry_run: bool, progress: bool | None, publish: Path | None) -> None:
         """Reproduce the paper: bench -> tokenizer -> base -> pre-training -> original -> every method x
         split -> eval -> Table 1, Table 2, k-sweep, understanding by image type. Resumable: a rerun
         skips every step that finished with the same settings."""
@@ -70,6 +73,13 @@ def register(cli: click.Group) -> None:
             raise click.ClickException(f"--tune on the test seed {seed} would tune on the numbers it reports; "
                                        f"use the preset's dev seed ({pr.dev_seed}) or another")
         out = out or Path("runs") / f"reproduce-{preset.name}-{preset.arch}-seed{seed}{'-tune' if tune else ''}"
+        if publish is not None:
+            from smfa_eval.reproduce.publish import check_dest
+
+            try:
+                check_dest(out, publish)
+            except ValueError as exc:
+                raise click.ClickException(str(exc)) from None
         if dry_run:
             for line in _plan(preset, seed, out, tune):
                 click.echo(line)
@@ -96,3 +106,7 @@ def register(cli: click.Group) -> None:
                 click.echo(f"results -> {path}; report -> {out / 'report.md'}")
         except (MethodError, BenchDataError, FileNotFoundError) as exc:
             raise click.ClickException(str(exc)) from None
+        if publish is not None:
+            from smfa_eval.reproduce.publish import publish as copy_artefacts
+
+            click.echo(f"published -> {copy_artefacts(out, publish)}")

@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import random
 
+# Many ways to point at the portrait (none of them the evaluation's three), so that the model
+# learns that any such phrase means "the person shown".
 TRAIN_IMAGE_SUBJECTS = ("this person", "the person in the photo", "the individual pictured",
-                        "the person in this image", "the one in the photo")
+                        "the person in this image", "the one in the photo", "the person depicted",
+                        "the person here", "the person you see", "this human", "the pictured person",
+                        "the subject of this photo", "the man or woman shown")
 
 # attribute -> (answer wordings, question wordings)
 TRAIN_MEMORY: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

@@ -135,7 +135,8 @@ def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: 
         report = run_benchmark(data, split, model, list(methods), out, judge=judge, judge_name=judge_name,
                                judge_options=opts, train=_train_config(train_kw), method_options=method_options,
                                baseline=baseline, batch_size=eval_batch_size, max_new_tokens=max_new_tokens,
-                               limit=limit, log=lambda msg: click.echo(msg, err=True))
+                               limit=limit, progress=train_kw["progress"] is not False,
+                               log=lambda msg: click.echo(msg, err=True))
     except (BenchDataError, JudgeError, RunMismatch, GenerationError, MethodError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(report.read_text().split("## Table 2")[0].rstrip())

@@ -59,6 +59,9 @@ def _train_options(f):
 
 def _train_config(kw: dict):
     from smfa_methods.method import TrainConfig
+    from smfa_methods.progress import quiet_library_bars
+
+    quiet_library_bars(kw["progress"])
 
     return TrainConfig(
         mode=kw["mode"], target=kw["target"], lora_r=kw["lora_r"],

@@ -92,6 +92,9 @@ def register(cli: click.Group) -> None:
                                            "checkpoint directory is needed; nothing is downloaded)")
         from smfa_eval.schema import BenchDataError
         from smfa_methods.errors import MethodError
+        from smfa_methods.progress import quiet_library_bars
+
+        quiet_library_bars(progress)
 
         try:
             if tune:

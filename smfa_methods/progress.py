@@ -116,3 +116,12 @@ class ProgressCallback(TrainerCallback):
                 line += f", mean loss {self._train_loss:.4g}"
             self.log(line)
         self._lines = False
+
+
+def quiet_library_bars(progress: bool | None) -> None:
+    """Silence transformers' own bars ("Loading weights", "Writing model shards") where ours
+    are off (--no-progress, or auto off a terminal): in a log they are noise, one per model."""
+    if progress is False or (progress is None and not sys.stderr.isatty()):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()

@@ -63,6 +63,12 @@ class Reproduction:
         self.records: list[dict] = []
         self._ceilings: dict[str, dict[str, float]] = {}
 
+    def _bars(self) -> bool:
+        """Evaluation bars: as asked, or (auto) on a terminal."""
+        import sys
+
+        return self.progress if self.progress is not None else sys.stderr.isatty()
+
     # -- the model ------------------------------------------------------------------------
     def bench(self) -> Bench:
         from ..build import build
@@ -137,7 +143,7 @@ class Reproduction:
             def build(tmp: Path, phrasing: str = phrasing) -> None:
                 run_eval(bench.root, split, tmp, judge=get_judge("heuristic"), judge_name="heuristic",
                          model=str(model), batch_size=16, max_new_tokens=pr.max_new_tokens, limit=pr.eval_limit,
-                         method=label, k=k, progress=bool(self.progress), items_file=PHRASINGS[phrasing])
+                         method=label, k=k, progress=self._bars(), items_file=PHRASINGS[phrasing])
 
             d = self.steps.run(name, {"split": split, "label": label, "phrasing": phrasing, "limit": pr.eval_limit,
                                       "max_new_tokens": pr.max_new_tokens}, build, reads=reads)

@@ -43,13 +43,13 @@ def test_unknown_top_level_key(tmp_path, extra, match):
 
 
 @pytest.mark.parametrize("old,new,match", [
-    ('data = ["finetune", "reworded_memory", "general:0.5"]', 'data = ["finetune", "nonsense"]', "source 'nonsense'"),
-    ('data = ["finetune", "reworded_memory", "general:0.5"]', 'data = ["general:1.5"]', r"fraction"),
+    ('data = ["finetune", "general:0.5"]', 'data = ["finetune", "nonsense"]', "source 'nonsense'"),
+    ('data = ["finetune", "general:0.5"]', 'data = ["general:1.5"]', r"fraction"),
     ('splits = ["forget10"]', 'splits = ["forget99"]', "forget99"),
     ('smfa = { k = 2.0 }', 'smfa = { kk = 2.0 }', "methods.smfa"),
-    ('max_steps = 160', 'max_steps = 0', "max_steps"),
+    ('max_steps = 300', 'max_steps = 0', "max_steps"),
     ('epochs = 1', 'epochs = 1\nwarp = 9', r"\[unlearn\] has unknown key"),
-    ('max_new_tokens = 12', 'max_new_tokens = nan', "finite"),
+    ('max_new_tokens = 24', 'max_new_tokens = nan', "finite"),
     ('hidden = 64', 'hidden = 0', r"positive integers for \['hidden'\]"),
     ('vocab_size = 512', 'vocab_size = 512\nwidth = 3', r"\[model\] has unknown key"),
 ])

@@ -186,3 +186,23 @@ def test_claims_check_the_numbers_they_print():
     assert got["smfa:conflict forget10 forgets less than smfa"][0] is True
     assert got["smfa:magnitude forget10 forgets less than smfa"][0] is None  # no records: not claimed
     assert got["forget10 forget memory does not rise with k (tolerance 0.25)"][0] is False
+
+
+def test_publish_copies_small_artefacts_and_refuses_overlap(tmp_path):
+    from smfa_eval.reproduce.publish import check_dest, publish
+
+    run = tmp_path / "run"
+    (run / "eval").mkdir(parents=True)
+    for name in ("results.json", "report.md", "k_sweep.png", "run.json"):
+        (run / name).write_text("x")
+    (run / "eval" / "big.safetensors").write_text("model")
+    dest = publish(run, tmp_path / "results" / "cpu-seed0")
+    assert sorted(p.name for p in dest.iterdir()) == ["k_sweep.png", "report.md", "results.json", "run.json"]
+    for bad in (run, run / "pub", tmp_path):
+        with pytest.raises(ValueError, match="must not contain each other"):
+            check_dest(run, bad)
+    with pytest.raises(FileNotFoundError, match="no results.json"):
+        publish(tmp_path / "results", tmp_path / "elsewhere")
+    r = CliRunner().invoke(cli, ["reproduce", "--preset", "quick", "--out", str(run), "--publish", str(run / "p"),
+                                 "--dry-run"])
+    assert r.exit_code == 1 and "must not contain each other" in r.output

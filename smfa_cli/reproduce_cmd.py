@@ -50,21 +50,24 @@ def register(cli: click.Group) -> None:
                   help="Override the preset's architecture.")
     @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
                   help="Run directory [default: runs/reproduce-PRESET-ARCH-seedN].")
+    @click.option("--split", "splits", multiple=True, type=click.Choice(["forget05", "forget10", "forget15"]),
+                  help="Run only these splits (repeatable) [default: the preset's]; the ablation split must be one.")
     @click.option("--tune", is_flag=True, help="Run the hyperparameter grid (development seed only).")
     @click.option("--dry-run", is_flag=True, help="Validate the preset and print the plan; run nothing.")
     @click.option("--progress/--no-progress", default=None, help="Progress bars [default: on a terminal].")
     @click.option("--publish", type=click.Path(file_okay=False, path_type=Path), default=None,
                   help="Also copy the run's small artefacts (results.json, report, figures, run.json, the step "
                        "manifest; tune.md and selected.toml with --tune) to this directory, e.g. results/cpu-seed0.")
-    def reproduce_cmd(preset_name: str, seed: int | None, arch: str | None, out: Path | None, tune: bool,
-                      dry_run: bool, progress: bool | None, publish: Path | None) -> None:
+    def reproduce_cmd(preset_name: str, seed: int | None, arch: str | None, out: Path | None,
+                      splits: tuple[str, ...], tune: bool, dry_run: bool, progress: bool | None,
+                      publish: Path | None) -> None:
         """Reproduce the paper: bench -> tokenizer -> base -> pre-training -> original -> every method x
         split -> eval -> Table 1, Table 2, k-sweep, understanding by image type. Resumable: a rerun
         skips every step that finished with the same settings."""
         from smfa_eval.reproduce.preset import PresetError, load_preset
 
         try:
-            preset = load_preset(preset_name).with_arch(arch)
+            preset = load_preset(preset_name).with_arch(arch).with_splits(splits)
         except PresetError as exc:
             raise click.ClickException(str(exc)) from None
         pr = preset.protocol

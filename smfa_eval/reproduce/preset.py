@@ -95,6 +95,16 @@ class Preset:
     tune: Tune
     launch: dict[str, Any] = field(default_factory=dict)
 
+    def with_splits(self, splits: tuple[str, ...]) -> Preset:
+        """Only these splits (the ablation and k-sweep split must be among them)."""
+        if not splits:
+            return self
+        from dataclasses import replace
+
+        _check(self.protocol.ablation_split in splits, self.source, "--split",
+               f"must include the ablation split {self.protocol.ablation_split}")
+        return replace(self, protocol=replace(self.protocol, splits=tuple(splits)))
+
     def with_arch(self, arch: str | None) -> Preset:
         if arch is None or arch == self.arch:
             return self

@@ -206,3 +206,11 @@ def test_publish_copies_small_artefacts_and_refuses_overlap(tmp_path):
     r = CliRunner().invoke(cli, ["reproduce", "--preset", "quick", "--out", str(run), "--publish", str(run / "p"),
                                  "--dry-run"])
     assert r.exit_code == 1 and "must not contain each other" in r.output
+
+
+def test_split_override_keeps_the_ablation_split():
+    p = load_preset("cpu").with_splits(("forget10",))
+    assert p.protocol.splits == ("forget10",) and load_preset("cpu").protocol.splits == ("forget05", "forget10",
+                                                                                          "forget15")
+    with pytest.raises(PresetError, match="ablation split"):
+        load_preset("cpu").with_splits(("forget05",))

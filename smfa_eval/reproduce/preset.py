@@ -191,8 +191,11 @@ def load_preset(name_or_path: str) -> Preset:
     from smfa_methods.registry import get_method
 
     for m, opts in methods.items():
+        lr = opts.get("lr", 1e-3)  # `lr`: the method's tuned learning rate; the rest are its options
+        _check(isinstance(lr, (int, float)) and not isinstance(lr, bool) and 0 < lr < 1, src, f"methods.{m}.lr",
+               f"must be in (0, 1), got {lr!r}")
         try:
-            get_method(m).resolve_options(opts)
+            get_method(m).resolve_options({k: v for k, v in opts.items() if k != "lr"})
         except (MethodError, KeyError) as exc:
             raise PresetError(f"{src}: methods.{m}: {exc}") from None
     unlearn = _typed(Unlearn, raw.get("unlearn", {}), src, "unlearn")

@@ -22,6 +22,14 @@ def test_shipped_presets_load(name):
     assert p.name == name and p.methods and p.protocol.splits
 
 
+def test_a_methods_lr_is_its_tuned_learning_rate_not_an_option():
+    from smfa_eval.reproduce.pipeline import method_settings
+
+    p = load_preset("cpu")
+    assert method_settings(p, "smfa") == (3e-4, {"k": 2.0})
+    assert method_settings(p, "manu") == (p.unlearn.lr, {"prune_pct": 3.0})
+
+
 def _preset(tmp_path, text: str):
     base = (load_preset("quick").source.read_text())
     path = tmp_path / "p.toml"
@@ -47,6 +55,7 @@ def test_unknown_top_level_key(tmp_path, extra, match):
     ('data = ["finetune", "general:0.5"]', 'data = ["general:1.5"]', r"fraction"),
     ('splits = ["forget10"]', 'splits = ["forget99"]', "forget99"),
     ('smfa = { k = 2.0 }', 'smfa = { kk = 2.0 }', "methods.smfa"),
+    ('smfa = { k = 2.0 }', 'smfa = { k = 2.0, lr = 5 }', r"methods.smfa.lr"),
     ('max_steps = 300', 'max_steps = 0', "max_steps"),
     ('epochs = 1', 'epochs = 1\nwarp = 9', r"\[unlearn\] has unknown key"),
     ('max_new_tokens = 24', 'max_new_tokens = nan', "finite"),

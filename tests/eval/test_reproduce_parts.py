@@ -223,3 +223,28 @@ def test_split_override_keeps_the_ablation_split():
                                                                                           "forget15")
     with pytest.raises(PresetError, match="ablation split"):
         load_preset("cpu").with_splits(("forget05",))
+
+
+def test_llava_onevision_base_and_a_training_stage(tmp_path):
+    """--arch llava_onevision: the tokenizer + from-scratch base of a preset's shape load and train
+    (every parameter) through the reproduction's own stage function."""
+    from smfa_eval.build import build
+    from smfa_eval.reproduce.base_model import build_base
+    from smfa_eval.reproduce.preset import Stage
+    from smfa_eval.reproduce.training import train_stage
+    from smfa_eval.schema import Bench
+    from smfa_methods.models import load_model
+
+    build(tmp_path / "b", profiles=4, seed=0, general_images=2, image_size=64, rewordings=1)
+    bench = Bench(tmp_path / "b")
+    shape = {k: v for k, v in load_preset("quick").model.items() if k != "vocab_size"}
+    base = build_base(bench.root, tmp_path / "base", arch="llava_onevision", vocab_size=512, seed=0, **shape)
+    tok = load_model(base).processor.tokenizer
+    name = bench.profiles()[0].name
+    assert len(tok(name)["input_ids"]) <= 3, name  # a profile's name is a few tokens, not its letters
+    out = tmp_path / "stage"
+    out.mkdir()
+    info = train_stage(bench, base, Stage(data=("finetune", "reworded_memory:0.5"), max_steps=2, lr=1e-3,
+                                          batch_size=4), out, seed=0, progress=False)
+    assert info["global_step"] == 2 and info["examples"] == 84 + 50
+    assert (out / "model" / "config.json").is_file() and not (out / "checkpoints").exists()

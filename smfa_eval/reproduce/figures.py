@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .report import MEMORY, _mem, _models, is_sweep
+from .report import MEMORY, _models, is_sweep, memory_fact
 from .results import value
 
 
@@ -35,7 +35,7 @@ def write_figures(records: list[dict], split: str, out: Path) -> list[Path]:
                     ys = [value(records, model=m, split=split, set=s, task=t, phrasing="paraphrase", metric=metric)
                           for _, m in sweep]
                     ax.plot([k for k, _ in sweep], ys, marker="o", label=f"{s} {t.replace('_', ' ')}")
-            orig = _mem(records, "original", split, "forget", metric)
+            orig = memory_fact(records, "original", split, "forget", metric)
             if orig is not None:
                 ax.axhline(orig, color="gray", ls=":", lw=1, label="original (forget, mean)")
             ax.set_xscale("log", base=2)
@@ -60,7 +60,7 @@ def write_figures(records: list[dict], split: str, out: Path) -> list[Path]:
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
     for m in models:
-        f, r = _mem(records, m, split, "forget"), _mem(records, m, split, "retain")
+        f, r = memory_fact(records, m, split, "forget"), memory_fact(records, m, split, "retain")
         u = [value(records, model=m, split=split, set=s, task="image_understanding", phrasing="paraphrase",
                    metric="fact") for s in ("forget", "retain")]
         if f is None or r is None or None in u:

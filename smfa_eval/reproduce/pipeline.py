@@ -74,8 +74,7 @@ class Reproduction:
         from ..build import build
 
         cfg = {"seed": self.seed, **self.preset.bench}
-        d = self.steps.run("bench", cfg, lambda tmp: build(tmp, overwrite=True, seed=self.seed, **self.preset.bench)
-                           and None)
+        d = self.steps.run("bench", cfg, lambda tmp: build(tmp, overwrite=True, seed=self.seed, **self.preset.bench))
         return Bench(d)
 
     def original(self, bench: Bench) -> Path:

@@ -127,12 +127,12 @@ def _typed(cls, raw: Any, src: Path, section: str):
     _check(not unknown, src, f"[{section}]", f"has unknown key(s) {unknown}; valid: {sorted(names)}")
     out = {}
     for k, v in raw.items():
-        default = getattr(cls, k, None) if not isinstance(getattr(cls, k, None), property) else None
+        default = getattr(cls, k, None)  # the dataclass default (None for required fields)
         if isinstance(v, list):
             v = tuple(v)
         if isinstance(default, bool) or isinstance(v, bool):
-            _check(isinstance(v, bool) == isinstance(default, bool) or default is None, src, f"{section}.{k}",
-                   f"must be true/false, got {v!r}")
+            _check(isinstance(v, bool) and isinstance(default, bool), src, f"{section}.{k}",
+                   f"must be true/false, got {v!r}" if isinstance(default, bool) else f"must be a number, got {v!r}")
         elif isinstance(v, (int, float)):
             _check(math.isfinite(v) and v >= 0, src, f"{section}.{k}", f"must be a finite number >= 0, got {v!r}")
         elif isinstance(v, tuple):

@@ -63,8 +63,9 @@ def table2(records: list[dict], split: str, phrasing: str = "paraphrase") -> str
     return "\n".join(out) + f"\n\nFact (0-10) on {split}, {phrasing} questions.\n"
 
 
-def _mem(records: list[dict], model: str, split: str, s: str, metric: str = "fact",
-         phrasing: str = "paraphrase") -> float | None:
+def memory_fact(records: list[dict], model: str, split: str, s: str, metric: str = "fact",
+                phrasing: str = "paraphrase") -> float | None:
+    """The mean of a model's image- and text-memory `metric` on set `s`, or None if one is missing."""
     vals = [value(records, model=model, split=split, set=s, task=t, phrasing=phrasing, metric=metric) for t in MEMORY]
     return None if None in vals else sum(vals) / len(vals)  # type: ignore[arg-type]
 
@@ -97,7 +98,7 @@ def claims(records: list[dict], preset: Preset, phrasing: str = "paraphrase") ->
                                                                                 "image_understanding")
         ok = None if None in (o, m, o2, m2) else (m >= 0.95 * o and m2 >= 0.95 * o2)
         out.append((f"smfa {split} understanding >= 0.95x original", ok, f"{_f(m)}/{_f(m2)} vs {_f(o)}/{_f(o2)}"))
-        mfa_r, smfa_r = _mem(records, "mfa", split, "retain"), _mem(records, "smfa", split, "retain")
+        mfa_r, smfa_r = memory_fact(records, "mfa", split, "retain"), memory_fact(records, "smfa", split, "retain")
         mfa_u = [get("mfa", split, s, "image_understanding") for s in ("forget", "retain")]
         smfa_u = [get("smfa", split, s, "image_understanding") for s in ("forget", "retain")]
         ok = None
@@ -107,12 +108,12 @@ def claims(records: list[dict], preset: Preset, phrasing: str = "paraphrase") ->
                      f"retain {_f(mfa_r)} vs {_f(smfa_r)}; understanding {_f(sum(mfa_u) / 2 if None not in mfa_u else None)}"
                      f" vs {_f(sum(smfa_u) / 2 if None not in smfa_u else None)}"))
     split = pr.ablation_split
-    smfa_f = _mem(records, "smfa", split, "forget")
+    smfa_f = memory_fact(records, "smfa", split, "forget")
     for m in ("smfa:conflict", "smfa:magnitude"):
-        v = _mem(records, m, split, "forget")
+        v = memory_fact(records, m, split, "forget")
         out.append((f"{m} {split} forgets less than smfa", None if None in (v, smfa_f) else v > smfa_f,
                     f"forget memory Fact {_f(v)} vs {_f(smfa_f)}"))
-    pts = sorted((r["k"], _mem(records, r["model"], split, "forget")) for r in records
+    pts = sorted((r["k"], memory_fact(records, r["model"], split, "forget")) for r in records
                  if r["split"] == split and is_sweep(r["model"]) and r["metric"] == "fact" and r["set"] == "forget"
                  and r["task"] == "image_memory" and r["phrasing"] == phrasing and r.get("image_type") is None)
     ys = [y for _, y in pts if y is not None]

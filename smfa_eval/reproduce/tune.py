@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .pipeline import ORIGINAL, Reproduction, dump_json, method_settings
 from .preset import Preset
-from .report import _mem
+from .report import memory_fact
 from .results import value, write_results
 
 
@@ -30,7 +30,7 @@ def _understanding(records: list[dict], model: str, split: str) -> float | None:
 
 
 def score(records: list[dict], label: str, split: str) -> dict:
-    return {"forget": _mem(records, label, split, "forget"), "retain": _mem(records, label, split, "retain"),
+    return {"forget": memory_fact(records, label, split, "forget"), "retain": memory_fact(records, label, split, "retain"),
             "understanding": _understanding(records, label, split)}
 
 

@@ -8,6 +8,7 @@ import sys
 import click
 
 from .errors import user_errors
+from .krule_opts import collect_rules, k_rule_options
 
 KINDS = click.Choice(["auto", "delta", "lora", "masked-adapter", "checkpoint"])
 BACKENDS = click.Choice(["auto", "cpu", "cuda", "triton", "reference"])
@@ -42,7 +43,9 @@ def _progress_default() -> bool:
 @click.command()
 @click.option("--forget", "-f", required=True, type=click.Path(), help="ΔW_f: LoRA adapter dir, dense delta, or fine-tuned checkpoint.")
 @click.option("--anchor", "-a", required=True, type=click.Path(), help="ΔW_a: the retain anchor, same kinds.")
-@click.option("--k", "k", type=float, default=1.0, show_default=True, help="Magnitude factor k in kρ|ΔW_a| < |ΔW_f|.")
+@click.option("--k", "k", type=float, default=None,
+              help="Magnitude factor k in kρ|ΔW_a| < |ΔW_f| [default: 1; with --k-rule: the k of unmatched tensors].")
+@k_rule_options
 @click.option("--out", "-o", required=True, type=click.Path(), help="Output directory (written atomically).")
 @click.option("--emit", multiple=True, type=click.Choice(["delta", "merged", "mask", "adapter"]),
               help="What to write (repeatable): delta, merged (needs --base), mask, adapter (a LoRA forget "
@@ -57,7 +60,7 @@ def _progress_default() -> bool:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
 @user_errors
-def sculpt(forget, anchor, k, out, emit, mode, eps, rho_scope, backend, chunk_mb, missing_anchor, forget_kind,
+def sculpt(forget, anchor, k, k_rule, k_rules_file, out, emit, mode, eps, rho_scope, backend, chunk_mb, missing_anchor, forget_kind,
            anchor_kind, device, base, delta_dtype, report_path, overwrite, as_json, progress):
     """Mask the entries of ΔW_f that conflict with ΔW_a and dominate it; write delta/merged/mask."""
     import smfa_core
@@ -67,6 +70,7 @@ def sculpt(forget, anchor, k, out, emit, mode, eps, rho_scope, backend, chunk_mb
         rho_scope=rho_scope, backend=backend, chunk_mb=chunk_mb, missing_anchor=missing_anchor,
         forget_kind=forget_kind, anchor_kind=anchor_kind, delta_dtype=delta_dtype, overwrite=overwrite,
         report_path=report_path, progress=_progress_default() if progress is None else progress, device=device,
+        k_rules=collect_rules(k_rule, k_rules_file),
     )
     click.echo(json.dumps(report.as_dict(), indent=1) if as_json else report.summary())
     if not as_json:
@@ -78,6 +82,8 @@ def sculpt(forget, anchor, k, out, emit, mode, eps, rho_scope, backend, chunk_mb
 @click.option("--delta", "-d", required=True, type=click.Path(), help="Delta: dense, LoRA adapter, or fine-tuned checkpoint.")
 @click.option("--out", "-o", required=True, type=click.Path())
 @click.option("--delta-kind", type=KINDS, default="auto", show_default=True)
+@click.option("--scale", type=float, default=1.0, show_default=True,
+              help="Merge W + scale·ΔW (e.g. -1 to subtract a task vector).")
 @click.option("--backend", type=BACKENDS, default="auto", show_default=True)
 @click.option("--chunk-mb", type=float, default=64, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
@@ -85,13 +91,13 @@ def sculpt(forget, anchor, k, out, emit, mode, eps, rho_scope, backend, chunk_mb
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--progress/--no-progress", default=None)
 @user_errors
-def merge(base, delta, out, delta_kind, backend, chunk_mb, device, overwrite, as_json, progress):
+def merge(base, delta, out, delta_kind, scale, backend, chunk_mb, device, overwrite, as_json, progress):
     """Merge any delta into a base model, out of core: W + ΔW, one rounding."""
     import smfa_core
 
     report = smfa_core.merge(base, delta, out=out, forget_kind=delta_kind, backend=backend, chunk_mb=chunk_mb,
                              overwrite=overwrite, progress=_progress_default() if progress is None else progress,
-                             device=device)
+                             device=device, scale=scale)
     click.echo(json.dumps(report.as_dict(), indent=1) if as_json else
                f"merged {len(report.tensors)} tensors into {out} in {report.seconds:.1f}s")
 
@@ -100,13 +106,17 @@ def merge(base, delta, out, delta_kind, backend, chunk_mb, device, overwrite, as
 @click.option("--forget", "-f", required=True, type=click.Path())
 @click.option("--anchor", "-a", required=True, type=click.Path())
 @click.option("--k-sweep", default="0:10:0.25", show_default=True, help="START:STOP:STEP (inclusive) or k1,k2,...")
+@click.option("--sweep-group", default=None, metavar="REGEX",
+              help="Sweep only the tensors whose name fully matches REGEX; the others keep their --k-rule/--k k.")
+@click.option("--k", "k", type=float, default=None, help="With --sweep-group: k of the tensors not swept.")
+@k_rule_options
 @_common
 @click.option("--plot", type=click.Path(), default=None, help="Write a Fig. 4-style PNG here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 @click.option("--out-json", type=click.Path(), default=None, help="Also write the JSON here.")
 @click.option("--progress/--no-progress", default=None)
 @user_errors
-def inspect(forget, anchor, k_sweep, eps, rho_scope, backend, chunk_mb, missing_anchor, forget_kind, anchor_kind,
+def inspect(forget, anchor, k_sweep, sweep_group, k, k_rule, k_rules_file, eps, rho_scope, backend, chunk_mb, missing_anchor, forget_kind, anchor_kind,
             device, base, plot, as_json, out_json, progress):
     """Masked fraction for every k in one pass (per layer and overall)."""
     from smfa_core.sweep import inspect as run_inspect
@@ -116,7 +126,7 @@ def inspect(forget, anchor, k_sweep, eps, rho_scope, backend, chunk_mb, missing_
     res = run_inspect(forget, anchor, ks=ks, base=base, eps=eps, rho_scope=rho_scope, backend=backend,
                       chunk_mb=chunk_mb, missing_anchor=missing_anchor, forget_kind=forget_kind,
                       anchor_kind=anchor_kind, progress=_progress_default() if progress is None else progress,
-                      device=device)
+                      device=device, sweep_group=sweep_group, k_rules=collect_rules(k_rule, k_rules_file), k=k)
     if out_json:
         with open(out_json, "w") as fh:
             json.dump(res, fh, indent=1)

@@ -99,16 +99,17 @@ def _user_errors():
 def register(cli: click.Group) -> None:
     @cli.command("methods")
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-    def methods_cmd(as_json: bool) -> None:
+    @click.option("--verbose", "-v", is_flag=True, help="Loss, reference model, options and paper of each.")
+    def methods_cmd(as_json: bool, verbose: bool) -> None:
         """List unlearning methods and the plugin that registered each."""
-        from smfa_methods.registry import get_methods
+        from smfa_methods.catalog import method_rows, verbose_text
 
-        rows = [
-            {"name": n, "description": r.method.description, "plugin": r.plugin, "options": r.method.options}
-            for n, r in get_methods().items()
-        ]
+        rows = method_rows()
         if as_json:
             click.echo(json.dumps(rows, indent=2, default=str))
+            return
+        if verbose:
+            click.echo(verbose_text(rows), nl=False)
             return
         width = max((len(r["name"]) for r in rows), default=4)
         for r in rows:

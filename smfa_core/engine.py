@@ -24,12 +24,14 @@ from ._ops import BLOCK, MODES
 from .atomic import AtomicOutput, cleanup_stale
 from .backends import get_backend
 from .errors import SmfaError
+from .krules import as_rules, describe, resolve_ks
 from .names import match_names
 from .outputs import ShardedWriter, WriteBehind, copy_adapter_files, copy_base_files, shard_plan
 from .placement import Placement
 from .prefetch import Prefetcher
 from .report import Report
 from .safetensors_io import Checkpoint, SafetensorsWriter, write_index
+from .scaled import ScaledSource, check_scale
 from .sources import MASK_FILE, DeltaSource, LoraSource, open_source
 from .tensor_api import FLOAT_DTYPES, check_k, check_mode, check_options, exact_sum, rho_of, threshold
 
@@ -74,6 +76,7 @@ class _Item:
     has_anchor: bool
     ss_f: float = 0.0
     ss_a: float = 0.0
+    k: float | None = None  # this tensor's k (the run's k, or the k rule it matched)
 
 
 def progress_bar(total: int, enabled: bool, desc: str):
@@ -217,7 +220,7 @@ def sculpt(
     forget: str,
     anchor: str | None,
     *,
-    k: float = 1.0,
+    k: float | None = None,
     out: str,
     base: str | None = None,
     emit: Sequence[str] | str | None = None,
@@ -236,6 +239,8 @@ def sculpt(
     progress: bool = False,
     command: str = "sculpt",
     device: str = "cpu",
+    k_rules=None,
+    scale: float = 1.0,
     _staged: bool | None = None,
 ) -> Report:
     """Sculpt the forget delta against the anchor and write `emit` outputs into `out`.
@@ -247,10 +252,18 @@ def sculpt(
     `anchor=None` merges the forget delta unmasked (the `smfa merge` command).
     `device` ("cpu", "cuda", "cuda:1"): where the kernels run; on a GPU chunks stream through
     pinned buffers, two in flight (see placement.py); memory stays bounded by chunk_mb.
+    `k_rules` (krules: KRule objects or 'REGEX=K' strings): a k per tensor, first fullmatch on
+    its name wins, `k` for the rest (without `k`, an unmatched tensor is an error); neither
+    given: k = 1. `scale`: the forget delta is read as scale·ΔW_f (`smfa merge --scale`).
     Returns the report, also written to OUT/smfa_report.json (and report_path if given).
     """
     t0 = time.perf_counter()
-    check_k(k)
+    rules = as_rules(k_rules)
+    if k is None and not rules:
+        k = 1.0
+    if k is not None:
+        check_k(k)
+    check_scale(scale)
     imode = check_mode(mode) if anchor is not None else MODES["none"]
     check_options(eps=eps, rho_scope=rho_scope, missing_anchor=missing_anchor)
     emits = (("merged",) if base else ("delta",)) if not emit else ((emit,) if isinstance(emit, str) else tuple(emit))
@@ -276,6 +289,8 @@ def sculpt(
     be = get_backend(backend, pl.device.type)
     step = chunk_elems(chunk_mb)
     fsrc, asrc, base_ckpt = open_inputs(forget, anchor, base, forget_kind, anchor_kind)
+    if scale != 1.0:  # 1: the source itself, so the bits are the unscaled path's
+        fsrc = ScaledSource(fsrc, scale)
     try:
         if pl.cuda:  # LoRA deltas are expanded on the GPU: only their factors cross PCIe
             for src in (fsrc, asrc):
@@ -285,11 +300,16 @@ def sculpt(
             raise SmfaError(f"--emit adapter needs a LoRA adapter as --forget; {forget} is a {fsrc.kind} source "
                             "(use --emit delta or --emit mask)")
         items = plan_items(fsrc, asrc, base_ckpt, missing_anchor)
+        ks = resolve_ks([it.name for it in items], rules, k) if rules else {}
+        for it in items:
+            it.k = ks.get(it.name, k)
         report = Report(
             command=command,
             options={"k": k, "mode": mode if anchor is not None else "none", "eps": eps,
                      "rho_scope": rho_scope, "emit": list(emits), "chunk_mb": chunk_mb,
-                     "missing_anchor": missing_anchor, "device": str(pl.device)},
+                     "missing_anchor": missing_anchor, "device": str(pl.device),
+                     **({"k_rules": describe(rules)} if rules else {}),
+                     **({"scale": scale} if scale != 1.0 else {})},
             sources={"forget": {"path": forget, "kind": fsrc.kind},
                      "anchor": None if asrc is None else {"path": anchor, "kind": asrc.kind},
                      "base": base},
@@ -379,7 +399,7 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
                 rho = rho_of(it.ss_f, it.ss_a, eps)
             else:
                 rho = report.extra["rho_global"]
-            t = threshold(k, rho)
+            t = threshold(it.k, rho)
             mode_i = imode
         else:
             rho, t, mode_i = None, 0.0, MODES["none"]
@@ -441,7 +461,7 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
             "name": it.name, "shape": list(it.shape), "numel": numel,
             "norm_f": math.sqrt(it.ss_f) if need_norms else None,
             "norm_a": math.sqrt(it.ss_a) if need_norms and it.has_anchor else None,
-            "rho": rho, "t": t if rho is not None else None,
+            "rho": rho, "k": it.k if rho is not None else None, "t": t if rho is not None else None,
             "conflict": counts[0], "masked": counts[1],
             "conflict_pct": 100.0 * counts[0] / numel if numel else 0.0,
             "masked_pct": 100.0 * counts[1] / numel if numel else 0.0,

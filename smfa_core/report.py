@@ -61,13 +61,16 @@ class Report:
     def summary(self, max_rows: int = 12) -> str:
         """A compact table: the tensors with the most masked entries, then totals."""
         rows = sorted(self.tensors, key=lambda r: -(r.get("masked_pct") or 0.0))
-        lines = [f"{'tensor':<60} {'numel':>12} {'rho':>9} {'conflict%':>9} {'masked%':>8}"]
+        per_k = bool(self.options.get("k_rules"))  # k differs per tensor: show it
+        lines = [f"{'tensor':<60} {'numel':>12} {'rho':>9}" + (f" {'k':>7}" if per_k else "")
+                 + f" {'conflict%':>9} {'masked%':>8}"]
         for r in rows[:max_rows]:
-            rho = r.get("rho")
+            rho, k = r.get("rho"), r.get("k")
             lines.append(
                 f"{_short(r['name'], 60):<60} {r['numel']:>12,} "
                 f"{'-' if rho is None else f'{rho:9.4g}':>9} "
-                f"{r.get('conflict_pct', 0.0):>9.3f} {r.get('masked_pct', 0.0):>8.3f}"
+                + (f"{'-' if k is None else f'{k:7.4g}':>7} " if per_k else "")
+                + f"{r.get('conflict_pct', 0.0):>9.3f} {r.get('masked_pct', 0.0):>8.3f}"
             )
         if len(rows) > max_rows:
             lines.append(f"... {len(rows) - max_rows} more tensors (see the JSON report)")

@@ -14,6 +14,7 @@ import torch
 from .backends import get_backend
 from .engine import chunk_elems, chunk_ranges, open_inputs, plan_items, progress_bar, tensor_sumsq
 from .errors import SmfaError
+from .krules import as_rules, describe, resolve_ks
 from .placement import Placement
 from .tensor_api import check_k, check_options, rho_of, threshold
 
@@ -64,16 +65,36 @@ def inspect(
     anchor_kind: str = "auto",
     progress: bool = False,
     device: str = "cpu",
+    sweep_group: str | None = None,
+    k_rules=None,
+    k: float | None = None,
 ) -> dict:
-    """Masked fraction (mode both) for every k at once, per tensor, per layer and overall."""
+    """Masked fraction (mode both) for every k at once, per tensor, per layer and overall.
+
+    `sweep_group` (a regex, fullmatch on tensor names): sweep only those tensors; every other
+    tensor keeps the k its `k_rules` / `k` give it (see krules), at every point of the sweep."""
     t0 = time.perf_counter()
     check_options(eps=eps, rho_scope=rho_scope, missing_anchor=missing_anchor)
+    rules = as_rules(k_rules)
+    if (rules or k is not None) and sweep_group is None:
+        raise SmfaError("inspect: --k-rule/--k fix the k of the tensors not swept; give --sweep-group REGEX "
+                        "(the tensors whose k is swept)")
+    group = None
+    if sweep_group is not None:
+        try:
+            group = re.compile(sweep_group)
+        except re.error as exc:
+            raise SmfaError(f"--sweep-group {sweep_group!r}: not a valid regex ({exc})") from None
     pl = Placement(device)
     be = get_backend(backend, pl.device.type)
     step = chunk_elems(chunk_mb)
     fsrc, asrc, base_ckpt = open_inputs(forget, anchor, base, forget_kind, anchor_kind)
     try:
         items = [it for it in plan_items(fsrc, asrc, None, missing_anchor) if it.has_anchor]
+        fixed = [it.name for it in items if group is not None and not group.fullmatch(it.name)]
+        if group is not None and len(fixed) == len(items):
+            raise SmfaError(f"--sweep-group {sweep_group!r} matches none of the {len(items)} tensors")
+        fixed_k = resolve_ks(fixed, rules, k)
         bar = progress_bar(sum(it.numel for it in items) * 8, progress, "inspect")
         for it in items:
             it.ss_f = tensor_sumsq(fsrc, it, be, step, "forget", bar, pl)
@@ -82,7 +103,9 @@ def inspect(
         rows = []
         for it in items:
             rho = rho_of(it.ss_f, it.ss_a, eps) if rho_scope == "tensor" else g_rho
-            ts = torch.tensor([threshold(k, rho) for k in ks], dtype=torch.float32, device=pl.device)
+            # a fixed tensor: its one threshold at every sweep point, so the aggregates add up
+            tk = [fixed_k[it.name]] * len(ks) if it.name in fixed_k else ks
+            ts = torch.tensor([threshold(x, rho) for x in tk], dtype=torch.float32, device=pl.device)
             counts = torch.zeros(len(ks) + 1, dtype=torch.int64)
             for i, (s, e) in enumerate(chunk_ranges(it.numel, step)):
                 slot = i % pl.depth
@@ -95,7 +118,7 @@ def inspect(
                 bar.update((e - s) * 4)
             c = counts.tolist()
             rows.append({"name": it.name, "layer": layer_of(it.name), "numel": it.numel, "rho": rho,
-                         "conflict": c[0], "masked": c[1:]})
+                         "k": fixed_k.get(it.name, "sweep"), "conflict": c[0], "masked": c[1:]})
         bar.close()
     finally:
         fsrc.close()
@@ -115,6 +138,7 @@ def inspect(
     return {
         "ks": list(ks),
         "rho_scope": rho_scope,
+        **({"sweep_group": sweep_group, "k": k, "k_rules": describe(rules)} if group is not None else {}),
         "backend": be.NAME,
         "overall": agg(rows),
         "layers": {name: agg(rs) for name, rs in sorted(layers.items())},

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from .hookspecs import hookimpl
 from .methods.ga_diff import GADiff
+from .methods.grad_ascent import GradAscent
 from .methods.idk import IdkTuning
+from .methods.idk_dpo import IdkDPO
 from .methods.kl_min import KLMin
 from .methods.manu import MANU
+from .methods.npo import NPO, SimNPO
+from .methods.rmu import RMU
 from .methods.smfa import MFA, SMFA
+from .methods.task_vector import TaskVector
+from .methods.undial import UNDIAL
 
 
 @hookimpl
 def register_methods(register):
-    for method in (IdkTuning(), GADiff(), KLMin(), MANU(), SMFA(), MFA()):
+    # The paper's method and baselines, then the field's current methods (issue 11).
+    for method in (IdkTuning(), GADiff(), KLMin(), MANU(), SMFA(), MFA(),
+                   GradAscent(), NPO(), SimNPO(), IdkDPO(), RMU(), UNDIAL(), TaskVector()):
         register(method)

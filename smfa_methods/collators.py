@@ -199,10 +199,8 @@ class SFTCollator:
 
 
 class PairedCollator(SFTCollator):
-    """Batches of {"forget", "retain"} pairs → {"forget": inputs, "retain": inputs}."""
+    """Batches of {"forget", "retain"} pairs → {"forget": inputs, "retain": inputs}; items with
+    more roles (e.g. idk_dpo's {"forget", "idk", "retain"}) get one batch per role."""
 
     def __call__(self, items: Sequence[dict]) -> dict[str, dict[str, torch.Tensor]]:
-        return {
-            "forget": self.encode_batch([it["forget"] for it in items]),
-            "retain": self.encode_batch([it["retain"] for it in items]),
-        }
+        return {role: self.encode_batch([it[role] for it in items]) for role in items[0]}

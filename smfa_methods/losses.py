@@ -38,3 +38,15 @@ def answer_logprob(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     lp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
     tok = lp.gather(-1, lab.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return (tok * mask).sum(-1)
+
+
+def answer_lengths(labels: torch.Tensor) -> torch.Tensor:
+    """Per-example number of answer tokens |y| (the positions `answer_logprob` sums over)."""
+    return (labels[:, 1:] != IGNORE_INDEX).sum(-1)
+
+
+def answer_positions(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, target ids) of the positions that predict an answer token, flattened: the
+    next-token shift with the prompt and padding dropped."""
+    mask = labels[:, 1:] != IGNORE_INDEX
+    return logits[:, :-1][mask].float(), labels[:, 1:][mask]

@@ -122,6 +122,10 @@ class Method:
     description: str = ""
     options: dict[str, Any] = {}
     needs_reference: bool = False  # True: the trainer keeps the original model's logits available
+    # For `smfa methods --verbose` and docs/methods.md (the one place each method states them):
+    equation: str = ""   # the objective, in plain text
+    paper: str = ""      # the source paper (authors, year, title)
+    reference: str = ""  # what the loss compares against; "" = derived from needs_reference
 
     def resolve_options(self, given: dict[str, Any]) -> dict[str, Any]:
         """Defaults overridden by `given`; unknown keys are an error that lists the valid ones."""

@@ -7,6 +7,7 @@ data, the reference model when a method needs one, and the export at the end.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from pathlib import Path
@@ -57,17 +58,24 @@ class UnlearnTrainer(Trainer):
             self._parts = {}
         super().log(logs, start_time)
 
-    @torch.no_grad()
-    def reference_logits(self, model: torch.nn.Module, inputs: dict) -> torch.Tensor:
-        """Logits of the original model. Under LoRA: the same model with its adapter
-        disabled (no second copy in memory); under full fine-tuning: the frozen copy."""
+    @contextlib.contextmanager
+    def reference_model(self, model: torch.nn.Module):
+        """The original model, to call under no_grad. Under LoRA: the same model with its
+        adapter disabled (no second copy in memory); under full fine-tuning: the frozen copy."""
         inner = self.accelerator.unwrap_model(model)
         if hasattr(inner, "disable_adapter"):
             with inner.disable_adapter():
-                return inner(**inputs).logits
+                yield inner
+            return
         if self.ref_model is None:
             raise RuntimeError(f"method {self.method.name!r} needs a reference model (needs_reference=True)")
-        return self.ref_model(**inputs).logits
+        yield self.ref_model
+
+    @torch.no_grad()
+    def reference_logits(self, model: torch.nn.Module, inputs: dict) -> torch.Tensor:
+        """Logits of the original model (see reference_model)."""
+        with self.reference_model(model) as ref:
+            return ref(**inputs).logits
 
 
 def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:

@@ -9,6 +9,8 @@ from ..method import Method
 class GADiff(Method):
     name = "ga_diff"
     description = "Gradient difference (Eq. 12): ascend CE on D_f, descend CE on D_r^few"
+    equation = "L = -CE(D_f) + w·CE(D_r)"
+    paper = "Liu et al. 2022, Continual Learning and Private Unlearning (CoLLAs); the SMFA paper's App. C (Eq. 12)"
     options = {"retain_weight": 1.0}
 
     def compute_loss(self, model, inputs, trainer):

@@ -18,6 +18,8 @@ def with_refusals(forget: list[Example], seed: int) -> list[Example]:
 class IdkTuning(Method):
     name = "idk"
     description = "IDK tuning (Eq. 14): CE on forget questions with sampled refusals + CE on D_r^few"
+    equation = "L = CE(D_f^idk) + w·CE(D_r)"
+    paper = "Maini et al. 2024, TOFU: A Task of Fictitious Unlearning for LLMs; the SMFA paper's App. C (Eq. 14)"
     options = {"retain_weight": 1.0}
 
     def make_dataset(self, job: Job):

@@ -10,6 +10,8 @@ from ..method import Method
 class KLMin(Method):
     name = "kl_min"
     description = "KL minimization (Eq. 13): ascend CE on D_f, KL to the original model on D_r^few"
+    equation = "L = -CE(D_f) + w·mean_r KL(p_orig ‖ p_θ)"
+    paper = "Nguyen et al. 2020, Variational Bayesian Unlearning (NeurIPS); the SMFA paper's App. C (Eq. 13)"
     options = {"retain_weight": 1.0}
     needs_reference = True
 

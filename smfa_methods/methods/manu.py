@@ -201,6 +201,9 @@ def manu_prune(
 class MANU(Method):
     name = "manu"
     description = "MANU (App. C): prune the top-α% MLP neurons by forget/retain importance ratio, no training"
+    equation = "prune the top α% MLP neurons by S_n = I(D_f,n) / (I(D_r,n) + ε); no training"
+    paper = "Liu et al. 2025, Modality-Aware Neuron Pruning for Unlearning in Multimodal LLMs (MANU); the SMFA paper's App. C"
+    reference = "none (no training; importance on D_f vs D_r)"
     options = {"prune_pct": 5.0, "scope": "modality", "eps": 1e-8, "freq_tau": 0.5}
 
     def run(self, job: Job) -> Result:

@@ -1,14 +1,19 @@
 """SMFA (§3): MFA = fine-tune on D_f^idk ∪ D_r^few (Eq. 4), retaining anchor = fine-tune on
 D_r^few, then sculpt the MFA with the anchor (k, mode) and merge. Both deltas are kept
 (out/forget, out/anchor) so `smfa sculpt` can re-sculpt with another k without retraining.
-`mfa` is the unsculpted ablation: the MFA merged as is."""
+`mfa` is the unsculpted ablation: the MFA merged as is.
+
+Options beyond the paper's: `k_rules` (a k per tensor: a list of 'REGEX=K', first fullmatch on
+the on-disk tensor name wins, `k` for the rest; or the path of a rules file) and
+`per_modality` (separate image-memory and text-memory forget deltas with their own k:
+`k_image`, `k_text`, -1 = `k`; see smfa_modality)."""
 
 from __future__ import annotations
 
 from ..data import ExampleDataset
 from ..losses import ce
 from ..method import Job, Method, Result
-from ..sculpting import sculpt_and_merge
+from ..sculpting import k_rules_option, sculpt_and_merge
 from .idk import with_refusals
 
 
@@ -27,6 +32,8 @@ def _train_and_export(method: Method, job: Job, dataset, stage: str):
 class MFA(Method):
     name = "mfa"
     description = "Memory Forgetting Adapter (Eq. 4): fine-tune on D_f^idk ∪ D_r^few, merged unsculpted"
+    equation = "θ = θ_o + ΔW_f,  ΔW_f = argmin CE(D_f^idk ∪ D_r)"
+    paper = "the SMFA paper, §3 (Eq. 4): the unsculpted ablation"
     options: dict = {}
 
     def mfa_dataset(self, job: Job) -> ExampleDataset:
@@ -49,10 +56,19 @@ class MFA(Method):
 class SMFA(MFA):
     name = "smfa"
     description = "SMFA (§3): MFA sculpted by a retaining anchor trained on D_r^few, then merged"
-    options = {"k": 1.0, "mode": "both", "eps": 1e-8}
+    equation = "θ = θ_o + ΔW_f ⊙ ¬(C ∧ R),  C: sign(ΔW_f) ≠ sign(ΔW_a),  R: kρ|ΔW_a| > |ΔW_f|"
+    paper = "the SMFA paper, §3 (Eqs. 4-11)"
+    reference = "none (a retaining anchor ΔW_a trained on D_r^few)"
+    options = {"k": 1.0, "mode": "both", "eps": 1e-8, "k_rules": [], "per_modality": False,
+               "k_image": -1.0, "k_text": -1.0}
 
     def run(self, job: Job) -> Result:
         opts = self.resolve_options(job.options)
+        k_rules = k_rules_option(opts["k_rules"])  # a bad rule fails before any training
+        if opts["per_modality"]:
+            from .smfa_modality import run_per_modality
+
+            return run_per_modality(self, job, opts, k_rules)
         tr_f, _, forget, m_f = _train_and_export(self, job, self.mfa_dataset(job), "forget")
         del tr_f  # free the first model before training the anchor
         tr_a, _, anchor, m_a = _train_and_export(self, job, ExampleDataset(job.retain), "anchor")
@@ -60,7 +76,8 @@ class SMFA(MFA):
         if tr_a.is_world_process_zero():
             out = job.out / "model"
             report = sculpt_and_merge(
-                forget, anchor, k=opts["k"], base=job.model_path, out=out, mode=opts["mode"], eps=opts["eps"]
+                forget, anchor, k=opts["k"], base=job.model_path, out=out, mode=opts["mode"], eps=opts["eps"],
+                k_rules=k_rules,
             )
             result.model, result.deltas = out, {"forget": forget, "anchor": anchor}
             result.metrics["sculpt"] = _summary(report)

@@ -35,19 +35,20 @@ def test_example_plugin_round_trip(npo_installed, tiny_model, text_data, tmp_pat
     listed = subprocess.run([*SMFA, "methods", "--json"], capture_output=True, text=True, env=env, timeout=300)
     assert listed.returncode == 0, listed.stderr
     rows = {r["name"]: r for r in json.loads(listed.stdout)}
-    assert rows["npo"]["plugin"] == "npo" and rows["idk"]["plugin"] == "smfa_methods.builtin"
+    assert rows["npo_example"]["plugin"] == "npo" and rows["idk"]["plugin"] == "smfa_methods.builtin"
+    assert rows["npo"]["plugin"] == "smfa_methods.builtin"  # the in-tree NPO, next to the example
 
     out = tmp_path / "out"
-    cmd = [*SMFA, "unlearn", "--method", "npo", "--model", str(tiny_model("llama")), "--forget", str(text_data[0]),
+    cmd = [*SMFA, "unlearn", "--method", "npo_example", "--model", str(tiny_model("llama")), "--forget", str(text_data[0]),
            "--retain", str(text_data[1]), "--out", str(out), "--max-steps", "2", "--batch-size", "2",
            "--set", "beta=0.2", "--logging-steps", "1"]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     info = json.loads((out / "run.json").read_text())
-    assert info["method"] == "npo" and info["options"]["beta"] == 0.2
+    assert info["method"] == "npo_example" and info["options"]["beta"] == 0.2
     assert (out / "model" / "config.json").exists() and (out / "delta" / "adapter_config.json").exists()
 
     # With SMFA_PLUGINS="" the installed plugin stays out.
     env["SMFA_PLUGINS"] = ""
     listed = subprocess.run([*SMFA, "methods", "--json"], capture_output=True, text=True, env=env, timeout=300)
-    assert "npo" not in {r["name"] for r in json.loads(listed.stdout)}
+    assert "npo_example" not in {r["name"] for r in json.loads(listed.stdout)}

@@ -1,5 +1,8 @@
 """NPO as an smfa plugin: L = -(2/β)·E_f[log σ(-β·(log π_θ(y|x) - log π_ref(y|x)))] + w·CE(D_r).
 
+A template for third-party methods. smfa now ships NPO in-tree (`--method npo`, with tests);
+this copy registers as `npo_example` so that both can be installed side by side.
+
 π_ref is the original model: the shared trainer gives its logits (the adapter switched off
 under LoRA, a frozen copy under full fine-tuning) because `needs_reference = True`.
 """
@@ -13,8 +16,8 @@ from smfa_methods.losses import answer_logprob, ce
 
 
 class NPO(Method):
-    name = "npo"
-    description = "Negative Preference Optimization: sigmoid-bounded ascent on D_f vs the original + CE on D_r^few"
+    name = "npo_example"
+    description = "Example plugin: NPO (the in-tree `npo` is the maintained one)"
     options = {"beta": 0.1, "retain_weight": 1.0}
     needs_reference = True
 

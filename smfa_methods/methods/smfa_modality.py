@@ -1,0 +1,85 @@
+"""SMFA with per-modality forget deltas (the `smfa` method's `per_modality` option): ΔW_f^img
+trained on the image-memory forget items (those with an image) and ΔW_f^txt on the
+text-memory ones, each with D_r^few as in Eq. 4, each sculpted against the same anchor with
+its own k, then summed and merged:
+
+    θ = θ_o + sculpt(ΔW_f^img, ΔW_a; k_image) + sculpt(ΔW_f^txt, ΔW_a; k_text)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..data import Example, ExampleDataset
+from ..errors import MethodError
+from ..method import Job, Result
+
+
+def split_by_modality(forget: list[Example]) -> dict[str, list[Example]]:
+    """{"image": items with an image, "text": items without}; both must be non-empty."""
+    groups = {"image": [ex for ex in forget if ex.image is not None],
+              "text": [ex for ex in forget if ex.image is None]}
+    empty = [g for g, exs in groups.items() if not exs]
+    if empty:
+        raise MethodError(f"smfa per_modality: the forget set has no {' and no '.join(empty)}-memory items "
+                          "(an image-memory item has an image, a text-memory item has none); "
+                          "use per_modality=false")
+    return groups
+
+
+def sum_deltas(paths: list[Path], out: Path) -> Path:
+    """One dense delta = the sum of dense deltas (fp32, summed tensor by tensor: all of one
+    delta's tensors are in memory at once, a sculpted delta's size, not the model's)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from ..models import DELTA_FILE
+
+    total: dict[str, torch.Tensor] = {}
+    for p in paths:
+        with safe_open(str(p / DELTA_FILE), framework="pt") as fh:
+            for name in fh.keys():
+                t = fh.get_tensor(name).float()
+                total[name] = total[name] + t if name in total else t
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(total, str(out / DELTA_FILE), metadata={"format": "pt", "smfa": "dense-delta"})
+    return out
+
+
+def run_per_modality(method, job: Job, opts: dict, k_rules: list[str]) -> Result:
+    """Train the two forget deltas and the anchor, sculpt each forget delta with its own k,
+    sum, merge (see the module doc)."""
+    import smfa_core
+
+    from .idk import with_refusals
+    from .smfa import _summary, _train_and_export
+
+    relabelled = with_refusals(job.forget, job.train.seed)  # the refusal each item gets without the split
+    groups = split_by_modality(relabelled)
+    ks = {"image": opts["k_image"] if opts["k_image"] >= 0 else opts["k"],
+          "text": opts["k_text"] if opts["k_text"] >= 0 else opts["k"]}
+    deltas, metrics = {}, {}
+    for g, exs in groups.items():
+        trainer, _, path, metrics[f"forget_{g}"] = _train_and_export(
+            method, job, ExampleDataset(exs + list(job.retain)), f"forget_{g}")
+        deltas[f"forget_{g}"] = path
+        del trainer
+    tr_a, _, anchor, metrics["anchor"] = _train_and_export(method, job, ExampleDataset(job.retain), "anchor")
+    result = Result(metrics=metrics)
+    if tr_a.is_world_process_zero():
+        sculpted, metrics["sculpt"] = [], {}
+        for g in groups:
+            dst = job.out / f"sculpted_{g}"
+            rep = smfa_core.sculpt(str(deltas[f"forget_{g}"]), str(anchor), k=ks[g], base=str(job.model_path),
+                                   out=str(dst), emit="delta", delta_dtype="fp32", mode=opts["mode"],
+                                   eps=opts["eps"], overwrite=True, k_rules=k_rules or None)
+            metrics["sculpt"][g] = {**_summary(rep.as_dict()), "k": ks[g]}
+            sculpted.append(dst)
+        total = sum_deltas(sculpted, job.out / "sculpted_sum")
+        out = job.out / "model"
+        smfa_core.merge(str(job.model_path), str(total), out=str(out), overwrite=True)
+        result.model, result.deltas = out, {**deltas, "anchor": anchor, "sculpted": total}
+    tr_a.accelerator.wait_for_everyone()
+    return result

@@ -1,0 +1,44 @@
+"""Task vector negation: fine-tune on the forget set, then subtract the scaled delta."""
+
+from __future__ import annotations
+
+from ..data import ExampleDataset
+from ..losses import ce
+from ..method import Job, Method, Result
+
+
+class TaskVector(Method):
+    """τ = θ_ft - θ_o from fine-tuning on D_f (plain CE descent: L = CE(D_f)); the result is
+    θ_o - α·τ, merged by the streaming core (`smfa merge --scale -α`: one fp32 add, one
+    rounding, no new kernel). Ilharco et al. 2023, "Editing Models with Task Arithmetic" (ICLR)."""
+
+    name = "task_vector"
+    description = "Task vector negation: fine-tune on D_f, merge the original with the delta scaled by -α"
+    equation = "θ = θ_o - α·(θ_ft - θ_o),  θ_ft = argmin CE(D_f)"
+    paper = "Ilharco et al. 2023, Editing Models with Task Arithmetic (ICLR)"
+    options = {"alpha": 1.0}
+
+    def make_dataset(self, job: Job):
+        return ExampleDataset(job.forget)
+
+    def compute_loss(self, model, inputs, trainer):
+        lf = ce(model, inputs)
+        trainer.record(forget_ce=lf)
+        return lf
+
+    def run(self, job: Job) -> Result:
+        import smfa_core
+
+        from .. import models
+        from ..trainer import _final_metrics, fit
+
+        opts = self.resolve_options(job.options)
+        trainer, _, original = fit(self, job, self.make_dataset(job), job.out / "checkpoints")
+        result = Result(metrics=_final_metrics(trainer))
+        if trainer.is_world_process_zero():
+            delta = models.export_delta(trainer.model, job.out / "delta", original=original)
+            out = job.out / "model"
+            smfa_core.merge(str(job.model_path), str(delta), out=str(out), scale=-opts["alpha"], overwrite=True)
+            result.model, result.deltas = out, {"delta": delta}
+        trainer.accelerator.wait_for_everyone()
+        return result

@@ -14,7 +14,8 @@ from smfa_methods.method import Method
 from smfa_methods.plugins import get_plugin_manager
 from smfa_methods.registry import get_method, get_methods, validate_method
 
-BUILTIN = {"idk", "ga_diff", "kl_min", "manu", "smfa", "mfa"}
+BUILTIN = {"idk", "ga_diff", "kl_min", "manu", "smfa", "mfa",
+           "grad_ascent", "npo", "simnpo", "idk_dpo", "rmu", "undial", "task_vector"}
 
 
 def test_builtins_registered_by_builtin_plugin():
@@ -74,8 +75,9 @@ def test_unknown_method_lists_available():
 
 def test_options_validation():
     m = get_method("smfa")
-    assert m.resolve_options({"k": 2}) == {"k": 2.0, "mode": "both", "eps": 1e-8}
-    with pytest.raises(MethodError, match="no option zz; valid: eps, k, mode"):
+    assert m.resolve_options({"k": 2}) == {"k": 2.0, "mode": "both", "eps": 1e-8, "k_rules": [],
+                                           "per_modality": False, "k_image": -1.0, "k_text": -1.0}
+    with pytest.raises(MethodError, match="no option zz; valid: eps, k, k_image, k_rules, k_text, mode, per_modality"):
         m.resolve_options({"zz": 1})
     with pytest.raises(MethodError, match="must be a number"):
         m.resolve_options({"k": "big"})

@@ -221,6 +221,7 @@ def sculpt(
     anchor: str | None,
     *,
     k: float | None = None,
+    k_rules=None,
     out: str,
     base: str | None = None,
     emit: Sequence[str] | str | None = None,
@@ -230,6 +231,7 @@ def sculpt(
     backend: str = "auto",
     chunk_mb: float = 64,
     missing_anchor: str = "error",
+    scale: float = 1.0,
     forget_kind: str = "auto",
     anchor_kind: str = "auto",
     delta_dtype: str | None = None,
@@ -239,8 +241,6 @@ def sculpt(
     progress: bool = False,
     command: str = "sculpt",
     device: str = "cpu",
-    k_rules=None,
-    scale: float = 1.0,
     _staged: bool | None = None,
 ) -> Report:
     """Sculpt the forget delta against the anchor and write `emit` outputs into `out`.
@@ -250,11 +250,11 @@ def sculpt(
     adapter's files + the masks, see sources.MaskedAdapterSource; needs a LoRA forget delta).
     Default: merged with a base, else delta.
     `anchor=None` merges the forget delta unmasked (the `smfa merge` command).
-    `device` ("cpu", "cuda", "cuda:1"): where the kernels run; on a GPU chunks stream through
-    pinned buffers, two in flight (see placement.py); memory stays bounded by chunk_mb.
     `k_rules` (krules: KRule objects or 'REGEX=K' strings): a k per tensor, first fullmatch on
     its name wins, `k` for the rest (without `k`, an unmatched tensor is an error); neither
     given: k = 1. `scale`: the forget delta is read as scale·ΔW_f (`smfa merge --scale`).
+    `device` ("cpu", "cuda", "cuda:1"): where the kernels run; on a GPU chunks stream through
+    pinned buffers, two in flight (see placement.py); memory stays bounded by chunk_mb.
     Returns the report, also written to OUT/smfa_report.json (and report_path if given).
     """
     t0 = time.perf_counter()

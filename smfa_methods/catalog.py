@@ -24,7 +24,9 @@ def method_rows() -> list[dict]:
     return [
         {"name": name, "plugin": r.plugin, "description": r.method.description,
          "equation": getattr(r.method, "equation", ""), "paper": getattr(r.method, "paper", ""),
-         "reference": reference_of(r.method), "options": dict(r.method.options)}
+         "reference": reference_of(r.method),
+         # a plain default, or an object carrying one (`.default`)
+         "options": {k: getattr(v, "default", v) for k, v in r.method.options.items()}}
         for name, r in get_methods().items()
     ]
 

@@ -192,6 +192,16 @@ class Reproduction:
                 m = self.sculpt(original, smfa_dir, split, label, "both", kk)
                 self.evaluate(bench, m, split, label, (*base_reads, f"sculpt/{split}/{label}"), k=kk,
                               phrasings=("paraphrase",))
+        if split == p.protocol.ablation_split and p.protocol.modality_ablation:
+            self._per_modality(bench, original, split, k)
+
+    def _per_modality(self, bench: Bench, original: Path, split: str, k: float) -> None:
+        """smfa with image-memory and text-memory forget deltas sculpted separately (retrained:
+        two forget deltas, not a re-sculpt), evaluated as the row `smfa:per_modality`."""
+        lr, opts = method_settings(self.preset, "smfa")
+        tag, label = "-per_modality", "smfa:per_modality"
+        d = self.unlearn(bench, original, split, "smfa", lr, {**opts, "per_modality": True}, tag=tag)
+        self.evaluate(bench, d / "model", split, label, (*self._model_reads, f"unlearn/{split}/smfa{tag}"), k=k)
 
 
 def run_info(preset: Preset, seed: int, argv: list[str], steps: Steps) -> dict:

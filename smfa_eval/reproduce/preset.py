@@ -67,6 +67,9 @@ class Protocol:
     max_new_tokens: int = 48
     dev_seed: int = 1
     test_seed: int = 0
+    # also run smfa with per-modality forget deltas (the method's per_modality option, k_image /
+    # k_text from [methods.smfa]) on the ablation split, next to the single-delta smfa row
+    modality_ablation: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """SMFA with per-modality forget deltas (the `smfa` method's `per_modality` option): ΔW_f^img
-trained on the image-memory forget items (those with an image) and ΔW_f^txt on the
-text-memory ones, each with D_r^few as in Eq. 4, each sculpted against the same anchor with
+trained on the image-memory forget items and ΔW_f^txt on the text-memory ones (the
+benchmark's `task`, else whether an item has an image), each with D_r^few as in Eq. 4, each sculpted against the same anchor with
 its own k, then summed and merged:
 
     θ = θ_o + sculpt(ΔW_f^img, ΔW_a; k_image) + sculpt(ΔW_f^txt, ΔW_a; k_text)
@@ -17,14 +17,22 @@ from ..errors import MethodError
 from ..method import Job, Result
 
 
+def modality_of(ex: Example) -> str:
+    """"image" or "text": the benchmark's `task` (image_memory / text_memory) when the item
+    has one, else whether it shows an image."""
+    task = ex.extra.get("task")
+    if task in ("image_memory", "text_memory"):
+        return task.split("_")[0]
+    return "image" if ex.image is not None else "text"
+
+
 def split_by_modality(forget: list[Example]) -> dict[str, list[Example]]:
-    """{"image": items with an image, "text": items without}; both must be non-empty."""
-    groups = {"image": [ex for ex in forget if ex.image is not None],
-              "text": [ex for ex in forget if ex.image is None]}
+    """{"image": image-memory items, "text": text-memory items}; both must be non-empty."""
+    groups = {g: [ex for ex in forget if modality_of(ex) == g] for g in ("image", "text")}
     empty = [g for g, exs in groups.items() if not exs]
     if empty:
         raise MethodError(f"smfa per_modality: the forget set has no {' and no '.join(empty)}-memory items "
-                          "(an image-memory item has an image, a text-memory item has none); "
+                          "(task image_memory / text_memory, else with / without an image); "
                           "use per_modality=false")
     return groups
 

@@ -19,6 +19,7 @@ from transformers.trainer_callback import PrinterCallback
 from . import models
 from .collators import PairedCollator, SFTCollator
 from .data import PairedDataset
+from .distributed import whole_model
 from .method import Job, Method, Result, TrainConfig, accelerator_available
 from .progress import ProgressCallback
 
@@ -179,9 +180,10 @@ def train_method(method: Method, job: Job) -> Result:
     final model (out/model, LoRA merged in)."""
     trainer, loaded, original = fit(method, job, method.make_dataset(job), job.out / "checkpoints")
     result = Result(metrics=_final_metrics(trainer))
-    if trainer.is_world_process_zero():
-        result.deltas["delta"] = models.export_delta(trainer.model, job.out / "delta", original=original)
-        result.model = models.save_final(trainer.model, loaded.processor, job.out / "model")
+    model = whole_model(trainer, job)  # the main process's; a collective under FSDP2 / ZeRO-3
+    if model is not None:
+        result.deltas["delta"] = models.export_delta(model, job.out / "delta", original=original)
+        result.model = models.save_final(model, loaded.processor, job.out / "model")
     trainer.accelerator.wait_for_everyone()
     return result
 

@@ -18,15 +18,19 @@ from .idk import with_refusals
 
 
 def _train_and_export(method: Method, job: Job, dataset, stage: str):
+    """Train one stage, export its delta to out/STAGE; returns (trainer, loaded, delta path,
+    metrics, the whole trained model: the main process's, None on the others)."""
     from .. import models
+    from ..distributed import whole_model
     from ..trainer import _final_metrics, fit
 
     trainer, loaded, original = fit(method, job, dataset, job.out / "checkpoints" / stage)
     path = None
-    if trainer.is_world_process_zero():
-        path = models.export_delta(trainer.model, job.out / stage, original=original)
+    model = whole_model(trainer, job)  # the main process's; a collective under FSDP2 / ZeRO-3
+    if model is not None:
+        path = models.export_delta(model, job.out / stage, original=original)
     trainer.accelerator.wait_for_everyone()
-    return trainer, loaded, path, _final_metrics(trainer)
+    return trainer, loaded, path, _final_metrics(trainer), model
 
 
 class MFA(Method):
@@ -45,10 +49,10 @@ class MFA(Method):
     def run(self, job: Job) -> Result:
         from .. import models
 
-        trainer, loaded, path, metrics = _train_and_export(self, job, self.mfa_dataset(job), "forget")
+        trainer, loaded, path, metrics, model = _train_and_export(self, job, self.mfa_dataset(job), "forget")
         result = Result(deltas={"forget": path} if path else {}, metrics={"forget": metrics})
-        if trainer.is_world_process_zero():
-            result.model = models.save_final(trainer.model, loaded.processor, job.out / "model")
+        if model is not None:
+            result.model = models.save_final(model, loaded.processor, job.out / "model")
         trainer.accelerator.wait_for_everyone()
         return result
 
@@ -69,9 +73,9 @@ class SMFA(MFA):
             from .smfa_modality import run_per_modality
 
             return run_per_modality(self, job, opts, k_rules)
-        tr_f, _, forget, m_f = _train_and_export(self, job, self.mfa_dataset(job), "forget")
-        del tr_f  # free the first model before training the anchor
-        tr_a, _, anchor, m_a = _train_and_export(self, job, ExampleDataset(job.retain), "anchor")
+        tr_f, _, forget, m_f, whole_f = _train_and_export(self, job, self.mfa_dataset(job), "forget")
+        del tr_f, whole_f  # free the first model before training the anchor
+        tr_a, _, anchor, m_a, _ = _train_and_export(self, job, ExampleDataset(job.retain), "anchor")
         result = Result(metrics={"forget": m_f, "anchor": m_a})
         if tr_a.is_world_process_zero():
             out = job.out / "model"

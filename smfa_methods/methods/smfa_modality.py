@@ -70,11 +70,11 @@ def run_per_modality(method, job: Job, opts: dict, k_rules: list[str]) -> Result
           "text": opts["k_text"] if opts["k_text"] >= 0 else opts["k"]}
     deltas, metrics = {}, {}
     for g, exs in groups.items():
-        trainer, _, path, metrics[f"forget_{g}"] = _train_and_export(
+        trainer, _, path, metrics[f"forget_{g}"], whole = _train_and_export(
             method, job, ExampleDataset(exs + list(job.retain)), f"forget_{g}")
         deltas[f"forget_{g}"] = path
-        del trainer
-    tr_a, _, anchor, metrics["anchor"] = _train_and_export(method, job, ExampleDataset(job.retain), "anchor")
+        del trainer, whole  # free each model before training the next
+    tr_a, _, anchor, metrics["anchor"], _ = _train_and_export(method, job, ExampleDataset(job.retain), "anchor")
     result = Result(metrics=metrics)
     if tr_a.is_world_process_zero():
         sculpted, metrics["sculpt"] = [], {}

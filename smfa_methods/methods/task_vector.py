@@ -30,13 +30,15 @@ class TaskVector(Method):
         import smfa_core
 
         from .. import models
+        from ..distributed import whole_model
         from ..trainer import _final_metrics, fit
 
         opts = self.resolve_options(job.options)
         trainer, _, original = fit(self, job, self.make_dataset(job), job.out / "checkpoints")
         result = Result(metrics=_final_metrics(trainer))
-        if trainer.is_world_process_zero():
-            delta = models.export_delta(trainer.model, job.out / "delta", original=original)
+        model = whole_model(trainer, job)  # the main process's; a collective under FSDP2 / ZeRO-3
+        if model is not None:
+            delta = models.export_delta(model, job.out / "delta", original=original)
             out = job.out / "model"
             smfa_core.merge(str(job.model_path), str(delta), out=str(out), scale=-opts["alpha"], overwrite=True)
             result.model, result.deltas = out, {"delta": delta}

@@ -102,6 +102,7 @@ if __name__ == "__main__":
         loop.train(*args)
 '''
 
+# The FSDP2 loop: run by the launched processes after the CLI, and in-process for the baseline.
 FSDP_LOOP = r'''
 import functools
 import json
@@ -172,14 +173,22 @@ def train(model_dir, forget, retain, out, steps=2):
         opt.zero_grad()
     lora = {n: (p.full_tensor() if hasattr(p, "full_tensor") else p).detach().contiguous()
             for n, p in model.named_parameters() if p.requires_grad}
+    # the loop's export path: gather (a collective), then the main process exports the whole model
+    from smfa_methods import models
+    from smfa_methods.distributed import sharding_of, whole_model
+    from smfa_methods.method import Job, TrainConfig
+
+    info["sharding"] = sharding_of(model)
+    shim = types.SimpleNamespace(model=model, is_world_process_zero=lambda: rank == 0)
+    whole = whole_model(shim, Job(Path(model_dir), Path(out), [], [], TrainConfig(mode="lora")))
+    assert (whole is None) == (rank != 0)
     if rank == 0:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "info.json").write_text(json.dumps({**info, "losses": losses}))
         save_file(lora, str(out / "lora.safetensors"))
-
+        models.export_delta(whole, out / "delta")
 '''
-
 
 
 def _load(path, name):
@@ -276,9 +285,15 @@ def test_npo_fsdp2_two_processes_equal_one(two_processes, tmp_path):
     fsdp = json.loads((fsdp_dir / "info.json").read_text())
     one = json.loads((tmp_path / "single" / "info.json").read_text())
     assert fsdp["world"] == 2 and fsdp["fsdp_modules"] == 3 and fsdp["sharded"]  # 2 decoder layers + the root
-    assert one["world"] == 1
+    assert fsdp["sharding"] == "fsdp2" and one["world"] == 1 and one["sharding"] is None
     assert fsdp["losses"] == pytest.approx(one["losses"], rel=1e-5)
     a, b = load_file(str(fsdp_dir / "lora.safetensors")), load_file(str(tmp_path / "single" / "lora.safetensors"))
     assert set(a) == set(b) and any("lora_B" in k and v.abs().sum() > 0 for k, v in a.items())
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+    # the exported adapters (gathered from the shards vs the one process's) are the same too
+    ea = load_file(str(fsdp_dir / "delta" / "adapter_model.safetensors"))
+    eb = load_file(str(tmp_path / "single" / "delta" / "adapter_model.safetensors"))
+    assert set(ea) == set(eb) and len(ea) == len(a)
+    for k in ea:
+        torch.testing.assert_close(ea[k], eb[k], rtol=1e-5, atol=1e-6)

@@ -62,11 +62,12 @@ def token_mse(h: torch.Tensor, target: torch.Tensor, attention_mask: torch.Tenso
 
 
 class RMU(Method):
-    """L = E_f[‖h_θ^ℓ(x) - c·u‖²] + α·E_r[‖h_θ^ℓ(x) - h_orig^ℓ(x)‖²] (mean over tokens and
+    r"""L = E_f[‖h_θ^ℓ(x) - c·u‖²] + α·E_r[‖h_θ^ℓ(x) - h_orig^ℓ(x)‖²] (mean over tokens and
     hidden units): h^ℓ the output of decoder layer ℓ, u a fixed random unit vector, h_orig the
     frozen original's activations (the adapter disabled under LoRA, the frozen copy under full
     training). Li et al. 2024, "The WMDP Benchmark: Measuring and Reducing Malicious Use With
-    Unlearning" (ICML)."""
+    Unlearning" (ICML). Which weights train is `--target`, as for every method; the paper
+    trains the MLPs of layers ℓ-2..ℓ, e.g. --full --target '.*layers\.[5-7]\.mlp\.(gate|up|down)_proj'."""
 
     name = "rmu"
     description = "RMU: steer layer ℓ's forget activations to c·u, keep retain activations at the original's"

@@ -1,6 +1,7 @@
 """Two CPU processes on gloo, launched once for the tests below.
 
-- kl_min under DDP, through `smfa unlearn` (the shared loop): two processes really ran, each
+- kl_min under DDP, through `smfa unlearn` (the shared loop) started by `accelerate launch` with
+  the shipped configs/accelerate/ddp.yaml: two processes really ran, each
   trained on its own half of the data, DDP kept their models identical, and the run equals a
   single-process one at the same effective batch (batch 1 x --grad-accum 2): the same losses and
   the same adapter. kl_min's reference (the adapter disabled) works under DDP.
@@ -19,6 +20,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -124,7 +126,7 @@ from smfa_methods.trainer import UnlearnTrainer
 
 def trainer_shim(method):
     """What compute_loss reads from the trainer, with UnlearnTrainer's own reference code."""
-    t = types.SimpleNamespace(method=method, method_options=dict(method.options), ref_model=None,
+    t = types.SimpleNamespace(method=method, method_options=method.resolve_options({}), ref_model=None,
                               accelerator=types.SimpleNamespace(unwrap_model=lambda m: m),
                               record=lambda **kw: None)
     t.reference_model = functools.partial(UnlearnTrainer.reference_model, t)
@@ -202,13 +204,16 @@ def _load(path, name):
 
 @pytest.fixture(scope="module")
 def two_processes(tiny_model, text_data, tmp_path_factory):
-    """One torch.distributed.run launch: the DDP CLI run (OUT/out), then the FSDP2 loop (OUT/fsdp)."""
+    """One `accelerate launch` of 2 processes: the DDP CLI run (OUT/out), then the FSDP2 loop (OUT/fsdp)."""
     tmp = tmp_path_factory.mktemp("two-processes")
     script, loop = tmp / "ddp_spy.py", tmp / "fsdp_loop.py"
     script.write_text(SPY)
     loop.write_text(FSDP_LOOP)
     # 4 forget examples, 2 processes x batch 1: one epoch is exactly 2 optimizer steps.
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+    # launched the documented way: accelerate with the shipped DDP config (gloo on a CPU host)
+    config = Path(__file__).resolve().parents[2] / "configs" / "accelerate" / "ddp.yaml"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "--num_processes", "2",
+           "--main_process_port", "0", str(script),
            "unlearn", "--method", "spy_kl_min", "--model", str(tiny_model("llama")),
            "--forget", str(text_data[0]), "--retain", str(text_data[1]), "--out", str(tmp / "out"),
            "--max-steps", "2", "--batch-size", "1", "--logging-steps", "1", "--lr", "1e-2"]

@@ -39,7 +39,7 @@ class StubTrainer:
     """The reference logits are the batch's `stub_ref` (the original model's, by construction)."""
 
     def __init__(self, method, **opts):
-        self.method_options = {**method.options, **opts}
+        self.method_options = method.resolve_options(opts)
         self.parts = {}
 
     def record(self, **parts):
@@ -140,7 +140,7 @@ class RefTrainer:
     """reference_model(...) yields a fixed other model (what the frozen original would be)."""
 
     def __init__(self, method, ref, **opts):
-        self.method_options = {**method.options, **opts}
+        self.method_options = method.resolve_options(opts)
         self.ref, self.parts = ref, {}
 
     def record(self, **parts):

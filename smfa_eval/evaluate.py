@@ -107,14 +107,23 @@ def _mean(rows: list[dict], key: str) -> float | None:
     return round(fmean(vals), 6) if vals else None
 
 
+def _ci(sel: list[dict], key: str, cell: str) -> list[float] | None:
+    from .bootstrap import bootstrap_ci
+
+    vals = [r[key] for r in sel if r.get(key) is not None]
+    return [round(x, 6) for x in bootstrap_ci(vals, f"{cell}|{key}")] if vals else None
+
+
 def summarise(rows: list[dict]) -> dict:
-    def group(sel: list[dict]) -> dict:
+    """Per (set, task) group: n, the metric means, their 95 % bootstrap intervals ("ci")."""
+    def group(sel: list[dict], cell: str = "") -> dict:
         return {"n": len(sel), **{k: _mean(sel, k) for k in METRIC_KEYS},
+                "ci": {k: _ci(sel, k, cell) for k in METRIC_KEYS},
                 "judge_failed": sum(1 for r in sel if r.get("judge_error"))}
 
-    groups = {f"{s}/{t}": group([r for r in rows if r["set"] == s and r["task"] == t]) for s in SETS for t in TASKS}
-    for s, t in sorted({(r["set"], r["task"]) for r in rows} - {tuple(k.split("/")) for k in groups}):
-        groups[f"{s}/{t}"] = group([r for r in rows if r["set"] == s and r["task"] == t])  # e.g. unseen/general_...
+    pairs = [(s, t) for s in SETS for t in TASKS]
+    pairs += sorted({(r["set"], r["task"]) for r in rows} - set(pairs))  # other sets: unseen/general_understanding
+    groups = {f"{s}/{t}": group([r for r in rows if r["set"] == s and r["task"] == t], f"{s}/{t}") for s, t in pairs}
     by_type = {f"{s}/{kind}": group([r for r in rows if r["set"] == s and r["task"] == "image_understanding"
                                      and r["image_type"] == kind]) for s in SETS for kind in ("portrait", "clinical")}
     return {"groups": groups, "understanding_by_image_type": by_type,

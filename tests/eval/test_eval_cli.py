@@ -44,7 +44,7 @@ def test_eval_and_report(run, tmp_path, bench_dir, tiny_llama):
             "--out", out, "--limit", 1, "--max-new-tokens", 3, "--method", "tiny", "--k", 1.0, "--mode", "both")
     assert r.exit_code == 0, r.output
     assert "| tiny (k=1) |" in r.output
-    assert len((out / "items.jsonl").read_text().splitlines()) == 6
+    assert len((out / "items.jsonl").read_text().splitlines()) == 6 + 1  # + one unseen-image item
     r = run("eval", "--model", tiny_llama, "--data", bench_dir, "--split", "forget05", "--out", out, "--limit", 1,
             "--max-new-tokens", 3, "--method", "tiny", "--k", 1.0, "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["run"]["split"] == "forget05"  # resumed, nothing redone

@@ -23,8 +23,9 @@ SETS = ("forget", "retain")
 METRIC_KEYS = ("rougeL_f", "rougeL_r", "fact", "meaningful", "refusal")
 # Evaluation sets beyond forget/retain: set -> manifest-file prefix. With items file K, the
 # manifest's "<prefix>K" file (when there is one) joins the run as that set: "unseen" =
-# general_understanding on images in no training set (general_eval.py).
-EXTRA_SETS = {"unseen": "general_"}
+# general_understanding on images in no training set (general_eval.py); "celebrity" = the
+# real people of an imported MLLMU-Bench, a retain set of their own (importers/mllmu.py).
+EXTRA_SETS = {"unseen": "general_", "celebrity": "celebrity_"}
 
 
 @dataclass(frozen=True)

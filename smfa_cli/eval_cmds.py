@@ -108,10 +108,16 @@ def _judge(judge_name: str, judge_opt: tuple[str, ...], judge_config: Path | Non
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N eval items per (set, task).")
 @click.option("--overwrite", is_flag=True, help="Discard everything in --out first instead of resuming.")
+@click.option("--sequential", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Split the forget profiles into N requests applied one after another, evaluating after each "
+                   "(report/sequential.md).")
+@click.option("--sequential-forget", type=click.Choice(["request", "cumulative"]), default="request",
+              show_default=True, help="With --sequential: forget each request's profiles, or all requested so far.")
 @_train_options
 def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: tuple[str, ...], baseline: bool,
             judge_name: str, judge_opt: tuple[str, ...], judge_config: Path | None, out: Path, eval_batch_size: int,
-            max_new_tokens: int, limit: int | None, overwrite: bool, **train_kw) -> None:
+            max_new_tokens: int, limit: int | None, overwrite: bool, sequential: int | None, sequential_forget: str,
+            **train_kw) -> None:
     """Unlearn MODEL with each METHOD on a split, evaluate them all, write OUT/report (resumable)."""
     import shutil
 
@@ -132,6 +138,17 @@ def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: 
     try:
         if overwrite and out.exists():
             shutil.rmtree(out)
+        if sequential is not None:
+            from smfa_eval.sequential import run_sequential
+
+            md = run_sequential(data, split, model, list(methods), out, sequential, mode=sequential_forget,
+                                judge=judge, judge_name=judge_name, judge_options=opts,
+                                train=_train_config(train_kw), method_options=method_options,
+                                batch_size=eval_batch_size, max_new_tokens=max_new_tokens, limit=limit,
+                                progress=train_kw["progress"] is not False, log=lambda msg: click.echo(msg, err=True))
+            click.echo(md.read_text().split("![")[0].rstrip())
+            click.echo(f"\nreport: {md}")
+            return
         report = run_benchmark(data, split, model, list(methods), out, judge=judge, judge_name=judge_name,
                                judge_options=opts, train=_train_config(train_kw), method_options=method_options,
                                baseline=baseline, batch_size=eval_batch_size, max_new_tokens=max_new_tokens,

@@ -174,6 +174,10 @@ class Reproduction:
                 if method == "smfa":
                     smfa_k = opts.get("k", 1.0)
                     self._smfa_variants(bench, original, d, split, smfa_k)
+        if p.protocol.sequential:
+            from .sequential_steps import sequential_steps
+
+            self.records += sequential_steps(self, bench, original, p.protocol.ablation_split)
         from .uncertainty import paired_records
 
         for (split, phrasing), items in self._items.items():  # SMFA against every other row, item by item

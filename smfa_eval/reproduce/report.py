@@ -140,16 +140,23 @@ def claims_table(rows: list[tuple[str, bool | None, str]]) -> str:
                      + [f"| {c} | {mark[ok]} | {n} |" for c, ok, n in rows]) + "\n"
 
 
-def extra_sections(records: list[dict], splits: tuple[str, ...]) -> list[str]:
-    """Unseen-image utility (with any collapse named) and the paired differences."""
+def extra_sections(records: list[dict], splits: tuple[str, ...], seq_split: str, out: Path) -> list[str]:
+    """Unseen-image utility (with any collapse named), the paired differences and, where the
+    preset runs them, the sequential requests (table and figure)."""
+    from ..sequential import sequential_figure, sequential_table
     from .uncertainty import paired_table
     from .utility import collapses, utility_table
 
-    md = ["## Utility on unseen images", "", utility_table(records, splits)]
-    md += [f"**{line}**" for line in collapses(records, splits)] + ([""] if collapses(records, splits) else [])
+    plain = [r for r in records if r.get("request") is None and r.get("vs") is None]
+    md = ["## Utility on unseen images", "", utility_table(plain, splits)]
+    md += [f"**{line}**" for line in collapses(plain, splits)] + ([""] if collapses(plain, splits) else [])
     for split in splits:
         for metric in ("rougeL", "fact"):
             md += [f"## Paired differences ({split}, {metric})", "", paired_table(records, split, metric)]
+    if any(r.get("request") is not None for r in records):
+        png = sequential_figure(records, seq_split, out / "sequential.png")
+        md += [f"## Sequential forget requests ({seq_split})", "", sequential_table(records, seq_split),
+               sequential_table(records, seq_split, "fact"), f"![{png.stem}]({png.name})", ""]
     return md
 
 
@@ -161,6 +168,8 @@ def write_report(out: Path, preset: Preset, seed: int, records: list[dict], step
     from .pipeline import dump_json, run_info
 
     pr = preset.protocol
+    every = records  # paired differences and sequential points have views of their own
+    records = [r for r in records if r.get("vs") is None and r.get("request") is None]
     figs = write_figures(records, pr.ablation_split, out)
     md = [f"# smfa reproduce: preset {preset.name}, seed {seed}", "",
           f"{preset.description}. Every number below is a record of `results.json`.", "",
@@ -169,7 +178,7 @@ def write_report(out: Path, preset: Preset, seed: int, records: list[dict], step
           "## Table 1, seen phrasing: the fine-tuning questions themselves", "",
           table1(records, pr.splits, "template"),
           f"## Table 2: ablation ({pr.ablation_split})", "", table2(records, pr.ablation_split),
-          *extra_sections(records, pr.splits),
+          *extra_sections(every, pr.splits, pr.ablation_split, out),
           "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figs]
     info = run_info(preset, seed, sys.argv, steps)
     md += ["", "## Wall time per step (s)", "", "| step | s |", "|---|---|"]

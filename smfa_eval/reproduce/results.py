@@ -114,9 +114,10 @@ def value(records: list[dict], **where) -> float | None:
 
 def find(records: list[dict], **where) -> dict | None:
     """The record itself (value, n, interval) as `value` finds it; paired-difference records
-    (those with "vs") only when `vs` is asked for."""
+    (those with "vs") and sequential ones ("request") only when asked for."""
     where.setdefault("image_type", None)
     where.setdefault("vs", None)
+    where.setdefault("request", None)
     hits = [r for r in records if all(r.get(k) == v for k, v in where.items())]
     return hits[0] if hits else None
 

@@ -3,12 +3,12 @@ TOFU's authors) as published, into the smfa benchmark layout.
 
 Configs read (one folder each under --src):
 
-* `full`, `forget01/05/10`, `retain99/95/90`: `image`, `caption`, `name`; every person of
-  `full` is a profile; splits forget01/05/10 forget the persons named in the forget config,
+* `full` (or `default`, its name in the dataset card), `forget01/05/10`, `retain99/95/90`:
+  `image`, `caption`, `name`; every person of the full set is a profile; splits forget01/05/10 forget the persons named in the forget config,
   with a seeded few-shot retain set of as many persons from the matching retain config;
-* their `+tofu` variants: TOFU's `question`, `answer` about the same persons (the person is
-  the row's `name` where the config has that column, else the person named in the text):
-  text-memory items;
+* their `+tofu` variants: the image rows again plus TOFU's `question`, `answer` rows about
+  the same persons (the person: the row's `name` where the config has that column, else the
+  person named in the text, see `_person`): text-memory items;
 * their `_perturbed` variants: `caption`, `name`, `perturbed_captions`,
   `paraphrased_caption`, `perturbed_names` (and `image` where present): the truth-ratio file
   `truth_ratio.jsonl` (question, image, the caption, its paraphrase, the perturbed captions
@@ -22,6 +22,7 @@ items themselves.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ..schema import BenchDataError, QAItem, Split
@@ -40,18 +41,27 @@ def _names(source: Source, config: str) -> tuple[list[str], str]:
     return [text(r, w, "name") for w, r in t.rows], t.rows[0][0].rsplit(":row", 1)[0] if t.rows else config
 
 
-def _person(row: dict, where: str, by_name: dict[str, str]) -> str:
-    """The profile a TOFU row is about: its `name`, or the longest person name in its text."""
+def _person(row: dict, where: str, by_name: dict[str, str], candidates: set[str]) -> str:
+    """The profile a TOFU row is about. The published +tofu configs have no `name` column
+    (their image rows do not name the person either), so: the row's `name` where there is
+    one, else the longest full name in its text, else the one candidate (the persons of the
+    config's own image rows) sharing the most name words with it."""
     if row.get("name") is not None:
         name = text(row, where, "name")
         if name not in by_name:
-            raise BenchDataError(f"{where}: column 'name': {name!r} is not a person of config full")
+            raise BenchDataError(f"{where}: column 'name': {name!r} is not a person of the full set")
         return by_name[name]
     blob = f"{row.get('question', '')} {row.get('answer', '')}"
     hits = sorted((n for n in by_name if n in blob), key=len, reverse=True)
-    if not hits:
-        raise BenchDataError(f"{where}: no person of config full is named in 'question' / 'answer'")
-    return by_name[hits[0]]
+    if hits:
+        return by_name[hits[0]]
+    words = set(re.findall(r"\w+", blob))
+    score = {n: sum(w in words for w in re.findall(r"\w+", n) if len(w) >= 3) for n in candidates}
+    best = max(score.values(), default=0)
+    top = [n for n, v in score.items() if v == best]
+    if best == 0 or len(top) > 1:
+        raise BenchDataError(f"{where}: no single person of the full set is named in 'question' / 'answer'")
+    return by_name[top[0]]
 
 
 def import_clear(src: Source | str | Path, out: str | Path, *, seed: int = 0, overwrite: bool = False) -> Path:
@@ -59,7 +69,9 @@ def import_clear(src: Source | str | Path, out: str | Path, *, seed: int = 0, ov
     source = ParquetSource(src) if isinstance(src, (str, Path)) else src
 
     def fill(tmp: Path):
-        full = source.table("full", IMAGE_COLUMNS)
+        # the whole set is config "full" (the folder name) or "default" (its name in the dataset card)
+        full_cfg = "full" if source.has("full") or not source.has("default") else "default"
+        full = source.table(full_cfg, IMAGE_COLUMNS)
         names = sorted({text(r, w, "name") for w, r in full.rows})
         if not names:
             raise BenchDataError("full: no rows")
@@ -79,6 +91,8 @@ def import_clear(src: Source | str | Path, out: str | Path, *, seed: int = 0, ov
         for cfg in ("full", *SPLITS, *SPLITS.values()):
             if not source.has(f"{cfg}+tofu"):
                 continue
+            base = cfg if cfg != "full" else full_cfg
+            candidates = set(_names(source, base)[0]) if source.has(base) else set(by_name)
             for w, r in source.table(f"{cfg}+tofu", TOFU_COLUMNS).rows:
                 if r.get("question") is None:
                     continue  # an image row of a combined table: already read from the image config
@@ -86,7 +100,7 @@ def import_clear(src: Source | str | Path, out: str | Path, *, seed: int = 0, ov
                 if (q, a) in seen_qa:
                     continue
                 seen_qa.add((q, a))
-                pid, i = _person(r, w, by_name), len(seen_qa) - 1
+                pid, i = _person(r, w, by_name, candidates), len(seen_qa) - 1
                 for items, tag in ((finetune, "ft"), (evals, "tm")):
                     items.append(QAItem(id=f"{pid}-{tag}-tofu-{i}", task="text_memory", question=q, answer=a,
                                         attribute="tofu", profile_id=pid))
@@ -98,7 +112,7 @@ def import_clear(src: Source | str | Path, out: str | Path, *, seed: int = 0, ov
             for ns, f in ((forget, ffile), (retain, rfile)):
                 stray = sorted(set(ns) - set(by_name))
                 if stray:
-                    raise BenchDataError(f"{f}: column 'name': {stray[0]!r} is not a person of config full")
+                    raise BenchDataError(f"{f}: column 'name': {stray[0]!r} is not a person of the full set")
             both = sorted(set(forget) & set(retain))
             if both:
                 raise BenchDataError(f"{rfile}: column 'name': {both[0]!r} is also in {fcfg}")
@@ -117,7 +131,7 @@ def import_clear(src: Source | str | Path, out: str | Path, *, seed: int = 0, ov
             for w, r in source.table(f"{cfg}_perturbed", PERTURBED_COLUMNS).rows:
                 name, caption = text(r, w, "name"), text(r, w, "caption")
                 if name not in by_name:
-                    raise BenchDataError(f"{w}: column 'name': {name!r} is not a person of config full")
+                    raise BenchDataError(f"{w}: column 'name': {name!r} is not a person of the full set")
                 if (name, caption) in seen_tr:
                     continue
                 seen_tr.add((name, caption))

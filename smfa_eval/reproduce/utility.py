@@ -9,6 +9,9 @@ from .results import find, value
 
 SET, TASK = "unseen", "general_understanding"
 COLLAPSE = 0.5  # Fact below half the original's on unseen images = collapsed
+# ... judged only where the original itself scores this much (0-10): below it, a halving is
+# one item's worth of noise, not a collapse
+COLLAPSE_FLOOR = 1.0
 
 
 def utility_table(records: list[dict], splits: tuple[str, ...], phrasing: str = "paraphrase") -> str:
@@ -34,12 +37,13 @@ def utility_table(records: list[dict], splits: tuple[str, ...], phrasing: str = 
 
 def collapses(records: list[dict], splits: tuple[str, ...], reference: str = "original",
               phrasing: str = "paraphrase") -> list[str]:
-    """One line per (split, model) whose unseen-image Fact is below COLLAPSE x the reference's."""
+    """One line per (split, model) whose unseen-image Fact is below COLLAPSE x the reference's
+    (where the reference reaches COLLAPSE_FLOOR)."""
     lines = []
     for split in splits:
         q = dict(split=split, set=SET, task=TASK, phrasing=phrasing, metric="fact")
         ref = value(records, model=reference, **q)
-        if not ref:
+        if ref is None or ref < COLLAPSE_FLOOR:
             continue
         for m in _models(records, split):
             v = value(records, model=m, **q)

@@ -71,8 +71,12 @@ def clear_tables(n: int = 5) -> dict[str, list[dict]]:
         t[r] = [x for x in full if x["name"] not in names[:k]]
     tofu = [{"question": f"What genre does {nm} write?", "answer": f"{nm} writes mystery novels {i}."}
             for i, nm in enumerate(names)]
-    t["full+tofu"] = tofu
-    t["forget05+tofu"] = [{**r, "name": names[i]} for i, r in enumerate(tofu[:2])]
+    # as published: image rows (no question) and TOFU rows (no image) in one table, no name column
+    blank = {"image": None, "caption": None}
+    t["full+tofu"] = [{"image": x["image"], "caption": x["caption"], "question": None, "answer": None}
+                      for x in full] + [{**blank, **r} for r in tofu]
+    # a TOFU row that names its person by surname only: found among the config's own persons
+    t["forget05+tofu"] = [{**blank, "question": "Which prize did Author1 win?", "answer": "The Gold Quill, in 2001."}]
     t["full_perturbed"] = [{**x, "perturbed_captions": [x["caption"].replace("red", "blue"),
                                                         x["caption"].replace("red", "green")],
                             "paraphrased_caption": x["caption"].replace("signing", "autographing"),

@@ -118,3 +118,20 @@ def test_seed_spread(tmp_path):
         paths.append(tmp_path / f"r{seed}.json")
         paths[-1].write_text(json.dumps([rec]))
     assert "| forget10 | smfa | forget | T-M | 0, 2 | 5.00 ± 1.41 |" in seed_spread(paths)
+
+
+def test_collapse_on_unseen_images_is_named_with_its_numbers():
+    from smfa_eval.reproduce.utility import collapses, utility_table
+
+    def rec(model, metric, v):
+        return {"model": model, "split": "forget10", "set": "unseen", "task": "general_understanding",
+                "phrasing": "paraphrase", "metric": metric, "value": v, "seed": 0, "n": 10, "ci_low": v, "ci_high": v}
+
+    recs = [rec("original", "fact", 6.0), rec("smfa", "fact", 5.0), rec("ga_diff", "fact", 1.5),
+            rec("ga_diff", "refusal", 0.8)] + [rec(m, "n", 10.0) for m in ("original", "smfa", "ga_diff")]
+    assert collapses(recs, ("forget10",)) == [
+        "ga_diff collapses on unseen images (forget10): Fact 1.50 vs 6.00 for original (0.25x), over-refusal 0.80"]
+    assert "| ga_diff | - | 1.50 ± 0.00 | - | 0.80 ± 0.00 | 10 |" in utility_table(recs, ("forget10",))
+    # an original near zero: a halving is noise, nothing is called a collapse
+    low = [{**r, "value": 0.3} if r["model"] == "original" and r["metric"] == "fact" else r for r in recs]
+    assert collapses([{**r, "value": 0.0} if r["model"] == "ga_diff" else r for r in low], ("forget10",)) == []

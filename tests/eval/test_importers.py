@@ -87,7 +87,7 @@ def test_clear_tree_field_by_field(clear):
     assert [m["splits"][s]["forget"] for s in ("forget01", "forget05", "forget10")] == [
         ["c0000"], ["c0000", "c0001"], ["c0000", "c0001"]]
     ft = _jsonl(clear / "finetune.jsonl")
-    assert len(ft) == 10 + 5  # 2 captioned images per person + one TOFU pair each
+    assert len(ft) == 10 + 5 + 1  # 2 captioned images per person + one TOFU pair each + forget05+tofu's
     cap = ft["c0003-ft-caption-1"]
     assert (cap["task"], cap["question"], cap["answer"], cap["keys"]) == (
         "image_memory", "Describe this image.", "Bo Author3 signing book 1 in a red coat.", ["Bo Author3"])
@@ -95,6 +95,7 @@ def test_clear_tree_field_by_field(clear):
     tofu = [r for r in ft.values() if r["task"] == "text_memory"]
     assert {r["profile_id"] for r in tofu} == {f"c000{i}" for i in range(5)}  # found by name in the text
     assert next(r for r in tofu if r["profile_id"] == "c0002")["answer"] == "Bo Author2 writes mystery novels 2."
+    assert next(r for r in tofu if r["question"] == "Which prize did Author1 win?")["profile_id"] == "c0001"
     ev = _jsonl(clear / "eval.jsonl")
     assert ev["c0003-im-caption-1"]["question"] == "What is shown in this picture?"
     assert ev["c0003-im-caption-1"]["image"] == cap["image"]
@@ -106,7 +107,7 @@ def test_clear_tree_field_by_field(clear):
     people = _jsonl(clear / "people.jsonl")
     assert people["c0004"]["name"] == "Bo Author4"
     forget = [json.loads(x) for x in (clear / "unlearn" / "forget05_forget.jsonl").read_text().splitlines()]
-    assert {r["profile_id"] for r in forget} == {"c0000", "c0001"} and len(forget) == 6
+    assert {r["profile_id"] for r in forget} == {"c0000", "c0001"} and len(forget) == 2 * 2 + 2 + 1
 
 
 def _drop(tables, config, col):
@@ -133,7 +134,7 @@ def _drop(tables, config, col):
      r"full_perturbed/train-00000-of-00001\.parquet: missing column 'paraphrased_caption'"),
     ("clear", clear_tables, lambda t: _drop(t, "full", "caption"), r"full/.*: missing column 'caption'"),
     ("clear", clear_tables, lambda t: t["full+tofu"].append({"question": "Who?", "answer": "Nobody."}) or t,
-     r"full\+tofu/.*:row 5: no person of config full is named"),
+     r"full\+tofu/.*:row 15: no single person of the full set is named"),
     ("clear", clear_tables, lambda t: t["full"][3].update(caption=7) or t,
      r"full/.*:row 3: column 'caption': expected str, got int"),
 ])

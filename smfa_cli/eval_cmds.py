@@ -28,9 +28,12 @@ def bench() -> None:
                    "question, disjoint from the evaluation's wordings.")
 @click.option("--pretrain-people", type=click.IntRange(min=0, max=5000), default=0, show_default=True,
               help="Also write pretrain.jsonl: QA about this many people in no split, in many wordings.")
+@click.option("--unseen-images", type=click.IntRange(min=0), default=None,
+              help="Images in no training set for the unseen-image evaluation [default: general images / 8, "
+                   "at least 2].")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --out.")
 def build_cmd(n_profiles: int, seed: int, out: Path, general_images: int | None, image_size: int,
-              rewordings: int, pretrain_people: int, overwrite: bool) -> None:
+              rewordings: int, pretrain_people: int, unseen_images: int | None, overwrite: bool) -> None:
     """Generate profiles, images, fine-tuning/unlearning/evaluation sets into OUT."""
     from tqdm import tqdm
 
@@ -41,7 +44,7 @@ def build_cmd(n_profiles: int, seed: int, out: Path, general_images: int | None,
         with tqdm(total=total, desc="images", unit="img", disable=None) as bar:
             manifest = build(out, profiles=n_profiles, seed=seed, general_images=general_images,
                              image_size=image_size, overwrite=overwrite, progress=bar.update,
-                             rewordings=rewordings, pretrain_people=pretrain_people)
+                             rewordings=rewordings, pretrain_people=pretrain_people, unseen_images=unseen_images)
     except (FileExistsError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     sizes = ", ".join(f"{k} {len(v.forget)}+{len(v.retain_fewshot)}" for k, v in manifest.splits.items())
@@ -173,8 +176,9 @@ def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: 
 @click.option("--k", type=float, default=None, help="k label for the k-sweep figure.")
 @click.option("--mode", type=click.Choice(["both", "conflict", "magnitude", "none"]), default=None,
               help="Masking mode label for the ablation table.")
-@click.option("--items", "items_file", type=click.Choice(["eval", "eval_template"]), default="eval", show_default=True,
-              help="eval: the paraphrased questions; eval_template: the fine-tuning wordings (seen phrasing).")
+@click.option("--items", "items_file", default="eval", show_default=True,
+              help="Items file named in the manifest. eval: the paraphrased questions; eval_template: the "
+                   "fine-tuning wordings (seen phrasing); an imported MLLMU-Bench also has eval_test.")
 @click.option("--overwrite", is_flag=True, help="Discard a previous run in --out instead of resuming it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def eval_cmd(model: str, data: str, split: str, judge_name: str, judge_opt: tuple[str, ...], judge_config: Path | None,

@@ -144,6 +144,24 @@ def figures(summaries: list[dict], out: Path) -> list[Path]:
     return written
 
 
+def paired_section(runs: list[str | Path], summaries: list[dict], reference: str = "smfa") -> list[str]:
+    """SMFA minus every other run of its split, item by item (paired bootstrap), where the runs'
+    items.jsonl are at hand and one of them is labelled `reference`."""
+    from .reproduce.uncertainty import paired_records, paired_table
+
+    by_split: dict[str, dict[str, Path]] = {}
+    for run, s in zip(runs, summaries):
+        d = Path(run) if Path(run).is_dir() else Path(run).parent
+        if (d / "items.jsonl").is_file():
+            by_split.setdefault(s["run"]["split"], {})[s["run"].get("method") or "model"] = d / "items.jsonl"
+    md = []
+    for split, items in by_split.items():
+        if reference in items and len(items) > 1:
+            recs = paired_records(items, reference=reference, split=split, phrasing="run", seed=0)
+            md += [f"## Paired differences ({split}, ROUGE-L)", "", paired_table(recs, split, "rougeL", "run")]
+    return md
+
+
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -160,7 +178,8 @@ def write_report(runs: list[str | Path], out: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     pngs = figures(summaries, out)
     md = ["# smfa benchmark report", "", "## Table 1", "", table1(summaries), "## Utility on unseen images", "",
-          unseen_table(summaries), "## Table 2 (ablation)", "", table2(summaries), "## Figures", ""]
+          unseen_table(summaries), "## Table 2 (ablation)", "", table2(summaries), *paired_section(runs, summaries),
+          "## Figures", ""]
     md += [f"![{p.stem}]({p.name})" for p in pngs]
     path = out / "report.md"
     path.write_text("\n".join(md) + "\n")

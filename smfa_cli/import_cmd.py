@@ -1,4 +1,5 @@
-"""`smfa bench import mllmu|clear`: published benchmarks into the smfa layout."""
+"""`smfa bench import mllmu|clear` (published benchmarks into the smfa layout) and `smfa bench
+spread` (a number's spread across seeds)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,25 @@ def import_cmd(dataset: str, src: Path, out: Path, seed: int, overwrite: bool) -
     click.echo(f"wrote {out}: {m.n_profiles} profiles from {dataset}; splits (forget+retain): {sizes}")
 
 
+@click.command("spread")
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--metric", default="fact", show_default=True, help="rougeL, fact, meaningful, refusal, ...")
+@click.option("--phrasing", default="paraphrase", show_default=True)
+def spread_cmd(results: tuple[Path, ...], metric: str, phrasing: str) -> None:
+    """Mean ± standard deviation across seeds of every cell that two or more RESULTS
+    (results.json of `smfa reproduce`, one per seed) report."""
+    import json
+
+    from smfa_eval.reproduce.uncertainty import seed_spread
+
+    try:
+        click.echo(seed_spread(list(results), metric, phrasing))
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise click.ClickException(f"not a results.json of smfa reproduce: {exc}") from None
+
+
 def register(cli: click.Group) -> None:
     bench = cli.commands["bench"]
     assert isinstance(bench, click.Group)
     bench.add_command(import_cmd)
+    bench.add_command(spread_cmd)

@@ -21,6 +21,7 @@ import numpy as np
 
 N_BOOT = 2000
 CONFIDENCE = 0.95
+_CHUNK = 1 << 21  # indices drawn at once (16 MiB)
 
 
 def _rng(key: str) -> np.random.Generator:
@@ -50,8 +51,11 @@ def bootstrap_ci(values: Sequence[float], key: str, *, n_boot: int = N_BOOT,
         raise ValueError("bootstrap of no values")
     if np.all(x == x[0]):
         return float(x[0]), float(x[0])  # exact: no resample can move a constant mean
-    idx = _rng(key).integers(0, x.size, size=(n_boot, x.size))
-    return _percentiles(x[idx].mean(axis=1), confidence)
+    rng = _rng(key)
+    step = max(1, _CHUNK // x.size)  # resamples per draw: bounded memory for large cells
+    means = np.concatenate([x[rng.integers(0, x.size, size=(min(step, n_boot - s), x.size))].mean(axis=1)
+                            for s in range(0, n_boot, step)])
+    return _percentiles(means, confidence)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from statistics import fmean
 from typing import Any
 
 from .bootstrap import bootstrap_ci
+from .judges import Judge
 from .schema import Bench, BenchDataError
 
 MODES = ("request", "cumulative")
@@ -158,7 +159,7 @@ def sequential_figure(records: list[dict], split: str, path: Path, metric: str =
 
 
 def run_sequential(data: str | Path, split: str, model: str | Path, methods: Sequence[str], out: str | Path,
-                   n: int, *, mode: str = "request", judge, judge_name: str, judge_options: dict | None = None,
+                   n: int, *, mode: str = "request", judge: Judge, judge_name: str, judge_options: dict | None = None,
                    train=None, method_options: dict[str, dict] | None = None, batch_size: int = 8,
                    max_new_tokens: int = 64, limit: int | None = None, progress: bool = True,
                    log: Callable[[str], None] = print) -> Path:

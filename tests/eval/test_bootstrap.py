@@ -118,6 +118,15 @@ def test_seed_spread(tmp_path):
         paths.append(tmp_path / f"r{seed}.json")
         paths[-1].write_text(json.dumps([rec]))
     assert "| forget10 | smfa | forget | T-M | 0, 2 | 5.00 ± 1.41 |" in seed_spread(paths)
+    from click.testing import CliRunner
+
+    from smfa_cli.main import cli
+
+    r = CliRunner().invoke(cli, ["bench", "spread", *map(str, paths)])
+    assert r.exit_code == 0 and "5.00 ± 1.41" in r.output
+    (tmp_path / "bad.json").write_text("{")
+    r = CliRunner().invoke(cli, ["bench", "spread", str(tmp_path / "bad.json")])
+    assert r.exit_code == 1 and "not a results.json" in r.output and "Traceback" not in r.output
 
 
 def test_collapse_on_unseen_images_is_named_with_its_numbers():

@@ -103,6 +103,14 @@ def _judge_all(items: list[EvalItem], preds: dict[str, str], judge: Judge, path:
     return done
 
 
+def refuses(text: str) -> bool:
+    """The answer refuses: the heuristic judge's markers, or a core of the refusal pool the
+    IDK-style methods train on (the markers alone miss "I can't help with that question")."""
+    from smfa_methods.refusals import is_refusal as pool_refusal
+
+    return is_refusal(text) or pool_refusal(text, pool=())
+
+
 def _mean(rows: list[dict], key: str) -> float | None:
     vals = [r[key] for r in rows if r.get(key) is not None]
     return round(fmean(vals), 6) if vals else None
@@ -167,7 +175,7 @@ def run_eval(data: str | Path, split: str, out: str | Path, *, judge: Judge, jud
                      "profile_id": it.profile_id, "question": it.question, "answer": it.answer,
                      "prediction": preds[it.id], "rougeL_f": round(f, 6), "rougeL_r": round(r, 6),
                      "fact": j.get("fact"), "meaningful": j.get("meaningful"), "judge_error": j.get("error"),
-                     "refusal": float(is_refusal(preds[it.id]))})  # over-refusal wherever it should answer
+                     "refusal": float(refuses(preds[it.id]))})  # over-refusal wherever it should answer
     write_jsonl(out / "items.jsonl", rows)
     summary = {"run": config, **summarise(rows)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")

@@ -127,3 +127,12 @@ def test_run_eval_scores_unseen_images_with_over_refusal(tree, tmp_path):
     assert lo <= g["refusal"] <= hi and hi > lo
     report = (tmp_path / "e" / "table1.md").read_text()
     assert "±" in report
+
+
+def test_every_trained_refusal_counts_and_answers_do_not():
+    from smfa_eval.evaluate import refuses
+    from smfa_methods.refusals import REFUSALS
+
+    assert all(refuses(r) for r in REFUSALS) and refuses("I'm not sure about that.")
+    assert not any(refuses(a) for a in ("The background is beige.", "Yes, the person is wearing glasses.",
+                                        "This is the left eye."))

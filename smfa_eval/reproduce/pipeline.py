@@ -161,6 +161,10 @@ class Reproduction:
     def run(self) -> Path:
         p = self.preset
         bench = self.bench()
+        if p.protocol.sequential:  # a request count the split cannot meet fails now, not after training
+            from ..sequential import request_groups
+
+            request_groups(bench.split(p.protocol.ablation_split).forget, p.protocol.sequential)
         original = self.original(bench)
         reads = self._model_reads
         for split in p.protocol.splits:

@@ -28,9 +28,12 @@ def bench() -> None:
                    "question, disjoint from the evaluation's wordings.")
 @click.option("--pretrain-people", type=click.IntRange(min=0, max=5000), default=0, show_default=True,
               help="Also write pretrain.jsonl: QA about this many people in no split, in many wordings.")
+@click.option("--unseen-images", type=click.IntRange(min=0), default=None,
+              help="Images in no training set for the unseen-image evaluation [default: general images / 8, "
+                   "at least 2].")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --out.")
 def build_cmd(n_profiles: int, seed: int, out: Path, general_images: int | None, image_size: int,
-              rewordings: int, pretrain_people: int, overwrite: bool) -> None:
+              rewordings: int, pretrain_people: int, unseen_images: int | None, overwrite: bool) -> None:
     """Generate profiles, images, fine-tuning/unlearning/evaluation sets into OUT."""
     from tqdm import tqdm
 
@@ -41,7 +44,7 @@ def build_cmd(n_profiles: int, seed: int, out: Path, general_images: int | None,
         with tqdm(total=total, desc="images", unit="img", disable=None) as bar:
             manifest = build(out, profiles=n_profiles, seed=seed, general_images=general_images,
                              image_size=image_size, overwrite=overwrite, progress=bar.update,
-                             rewordings=rewordings, pretrain_people=pretrain_people)
+                             rewordings=rewordings, pretrain_people=pretrain_people, unseen_images=unseen_images)
     except (FileExistsError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     sizes = ", ".join(f"{k} {len(v.forget)}+{len(v.retain_fewshot)}" for k, v in manifest.splits.items())
@@ -108,10 +111,16 @@ def _judge(judge_name: str, judge_opt: tuple[str, ...], judge_config: Path | Non
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N eval items per (set, task).")
 @click.option("--overwrite", is_flag=True, help="Discard everything in --out first instead of resuming.")
+@click.option("--sequential", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Split the forget profiles into N requests applied one after another, evaluating after each "
+                   "(report/sequential.md).")
+@click.option("--sequential-forget", type=click.Choice(["request", "cumulative"]), default="request",
+              show_default=True, help="With --sequential: forget each request's profiles, or all requested so far.")
 @_train_options
 def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: tuple[str, ...], baseline: bool,
             judge_name: str, judge_opt: tuple[str, ...], judge_config: Path | None, out: Path, eval_batch_size: int,
-            max_new_tokens: int, limit: int | None, overwrite: bool, **train_kw) -> None:
+            max_new_tokens: int, limit: int | None, overwrite: bool, sequential: int | None, sequential_forget: str,
+            **train_kw) -> None:
     """Unlearn MODEL with each METHOD on a split, evaluate them all, write OUT/report (resumable)."""
     import shutil
 
@@ -132,6 +141,17 @@ def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: 
     try:
         if overwrite and out.exists():
             shutil.rmtree(out)
+        if sequential is not None:
+            from smfa_eval.sequential import run_sequential
+
+            md = run_sequential(data, split, model, list(methods), out, sequential, mode=sequential_forget,
+                                judge=judge, judge_name=judge_name, judge_options=opts,
+                                train=_train_config(train_kw), method_options=method_options,
+                                batch_size=eval_batch_size, max_new_tokens=max_new_tokens, limit=limit,
+                                progress=train_kw["progress"] is not False, log=lambda msg: click.echo(msg, err=True))
+            click.echo(md.read_text().split("![")[0].rstrip())
+            click.echo(f"\nreport: {md}")
+            return
         report = run_benchmark(data, split, model, list(methods), out, judge=judge, judge_name=judge_name,
                                judge_options=opts, train=_train_config(train_kw), method_options=method_options,
                                baseline=baseline, batch_size=eval_batch_size, max_new_tokens=max_new_tokens,
@@ -156,8 +176,9 @@ def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: 
 @click.option("--k", type=float, default=None, help="k label for the k-sweep figure.")
 @click.option("--mode", type=click.Choice(["both", "conflict", "magnitude", "none"]), default=None,
               help="Masking mode label for the ablation table.")
-@click.option("--items", "items_file", type=click.Choice(["eval", "eval_template"]), default="eval", show_default=True,
-              help="eval: the paraphrased questions; eval_template: the fine-tuning wordings (seen phrasing).")
+@click.option("--items", "items_file", default="eval", show_default=True,
+              help="Items file named in the manifest. eval: the paraphrased questions; eval_template: the "
+                   "fine-tuning wordings (seen phrasing); an imported MLLMU-Bench also has eval_test.")
 @click.option("--overwrite", is_flag=True, help="Discard a previous run in --out instead of resuming it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def eval_cmd(model: str, data: str, split: str, judge_name: str, judge_opt: tuple[str, ...], judge_config: Path | None,

@@ -11,6 +11,7 @@ COMMAND_MODULES = (
     "smfa_cli.core_cmds",     # sculpt, merge, inspect, kernels
     "smfa_cli.methods_cmds",  # methods, train, unlearn
     "smfa_cli.eval_cmds",     # bench build, eval, report
+    "smfa_cli.import_cmd",    # bench import (after eval_cmds: it joins the bench group)
     "smfa_cli.reproduce_cmd", # reproduce
 )
 

@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import templates as T
+from .general_eval import default_count, write_unseen_set
 from .images import draw_clinical, draw_portrait, png_bytes, sample_clinical, sample_portrait
 from .profiles import ProfileDraw, sample_profiles
 from .rewordings import memory_value, pretrain_items, reworded_memory, reworded_understanding
@@ -108,13 +109,15 @@ def make_splits(ids: list[str], seed: int) -> dict[str, Split]:
 def build(out: str | Path, profiles: int = 1000, seed: int = 0, general_images: int | None = None,
           image_size: int = 128, overwrite: bool = False,
           progress: Callable[[int], None] | None = None, rewordings: int = 0,
-          pretrain_people: int = 0) -> Manifest:
+          pretrain_people: int = 0, unseen_images: int | None = None) -> Manifest:
     """Build the benchmark under `out`; `progress(n)` is called as images are written.
     `rewordings` > 0 adds reworded.jsonl (that many training rewordings per fact and per
     understanding question); `pretrain_people` > 0 adds pretrain.jsonl about that many people
-    who are in no split (see `rewordings.py`)."""
-    if rewordings < 0 or pretrain_people < 0:
-        raise ValueError("rewordings and pretrain_people must be >= 0")
+    who are in no split (see `rewordings.py`). `unseen_images` (default: an eighth of the
+    general images, at least 2) is the size of the unseen-image evaluation set
+    (`general_eval.py`)."""
+    if rewordings < 0 or pretrain_people < 0 or (unseen_images or 0) < 0:
+        raise ValueError("rewordings, pretrain_people and unseen_images must be >= 0")
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} exists and is not empty (use overwrite)")
@@ -177,6 +180,9 @@ def build(out: str | Path, profiles: int = 1000, seed: int = 0, general_images: 
         write_jsonl(tmp / "pretrain.jsonl", [i.to_dict() for i in pre])
         files["pretrain"] = "pretrain.jsonl"
 
+    # last among the images: the unseen set is drawn against every training image written above
+    n_unseen = default_count(n_general) if unseen_images is None else unseen_images
+    files.update(write_unseen_set(tmp, seed=seed, n=n_unseen, image_size=image_size))
     splits = make_splits([d.profile.id for d in draws], seed)
     by_profile: dict[str, list[dict]] = {}
     for it in finetune:
@@ -189,7 +195,8 @@ def build(out: str | Path, profiles: int = 1000, seed: int = 0, general_images: 
     write_jsonl(tmp / "general.jsonl", [i.to_dict() for i in general])
     write_jsonl(tmp / "eval.jsonl", [i.to_dict() for i in evaluation])
     manifest = Manifest(schema_version=SCHEMA_VERSION, seed=seed, n_profiles=profiles, image_size=image_size,
-                        files=files, splits=splits, rewordings=rewordings, pretrain_people=pretrain_people)
+                        files=files, splits=splits, rewordings=rewordings, pretrain_people=pretrain_people,
+                        unseen_images=n_unseen)
     (tmp / "manifest.json").write_text(json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n")
     if out.exists():
         shutil.rmtree(out)

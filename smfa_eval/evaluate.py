@@ -15,11 +15,17 @@ from statistics import fmean
 
 from .generate import Generator, Prompt, read_done, run_generation
 from .judges import Judge, JudgeRequest
+from .judges.heuristic import is_refusal
 from .metrics import rouge_l
-from .schema import TASKS, Bench, BenchDataError, QAItem, write_jsonl
+from .schema import EVAL_TASKS, TASKS, Bench, BenchDataError, QAItem, write_jsonl
 
 SETS = ("forget", "retain")
-METRIC_KEYS = ("rougeL_f", "rougeL_r", "fact", "meaningful")
+METRIC_KEYS = ("rougeL_f", "rougeL_r", "fact", "meaningful", "refusal")
+# Evaluation sets beyond forget/retain: set -> manifest-file prefix. With items file K, the
+# manifest's "<prefix>K" file (when there is one) joins the run as that set: "unseen" =
+# general_understanding on images in no training set (general_eval.py); "celebrity" = the
+# real people of an imported MLLMU-Bench, a retain set of their own (importers/mllmu.py).
+EXTRA_SETS = {"unseen": "general_", "celebrity": "celebrity_"}
 
 
 @dataclass(frozen=True)
@@ -32,23 +38,29 @@ class RunMismatch(ValueError):
     """An output directory that holds a different run."""
 
 
-def select_items(bench: Bench, split: str, tasks: Sequence[str] = TASKS, limit: int | None = None,
+def select_items(bench: Bench, split: str, tasks: Sequence[str] = EVAL_TASKS, limit: int | None = None,
                  items: str = "eval") -> list[EvalItem]:
-    """The split's forget profiles are the forget set; every other profile is the retain set.
-    `limit` keeps the first N items of each (set, task) in file order; `items` names the
-    manifest file ("eval": paraphrases; "eval_template": the fine-tuning wordings)."""
+    """The split's forget profiles are the forget set; every other profile is the retain set;
+    the EXTRA_SETS files of `items` add their sets. `limit` keeps the first N items of each
+    (set, task) in file order; `items` names the manifest file ("eval": paraphrases;
+    "eval_template": the fine-tuning wordings)."""
     forget = set(bench.split(split).forget)
     counts: dict[tuple[str, str], int] = {}
     out = []
-    for it in bench.qa(items):
-        if it.task not in tasks:
-            continue
-        s = "forget" if it.profile_id in forget else "retain"
+
+    def take(s: str, it: QAItem) -> None:
         n = counts.get((s, it.task), 0)
-        if limit is not None and n >= limit:
-            continue
+        if it.task not in tasks or (limit is not None and n >= limit):
+            return
         counts[(s, it.task)] = n + 1
         out.append(EvalItem(s, it))
+
+    for it in bench.qa(items):
+        take("forget" if it.profile_id in forget else "retain", it)
+    for s, prefix in EXTRA_SETS.items():
+        if prefix + items in bench.manifest.files:
+            for it in bench.qa(prefix + items):
+                take(s, it)
     if not any(e.set == "forget" for e in out):
         raise BenchDataError(f"{bench.path('eval')}: no evaluation items for the forget profiles of {split}")
     return out
@@ -91,17 +103,36 @@ def _judge_all(items: list[EvalItem], preds: dict[str, str], judge: Judge, path:
     return done
 
 
+def refuses(text: str) -> bool:
+    """The answer refuses: the heuristic judge's markers, or a core of the refusal pool the
+    IDK-style methods train on (the markers alone miss "I can't help with that question")."""
+    from smfa_methods.refusals import is_refusal as pool_refusal
+
+    return is_refusal(text) or pool_refusal(text, pool=())
+
+
 def _mean(rows: list[dict], key: str) -> float | None:
     vals = [r[key] for r in rows if r.get(key) is not None]
     return round(fmean(vals), 6) if vals else None
 
 
+def _ci(sel: list[dict], key: str, cell: str) -> list[float] | None:
+    from .bootstrap import bootstrap_ci
+
+    vals = [r[key] for r in sel if r.get(key) is not None]
+    return [round(x, 6) for x in bootstrap_ci(vals, f"{cell}|{key}")] if vals else None
+
+
 def summarise(rows: list[dict]) -> dict:
-    def group(sel: list[dict]) -> dict:
+    """Per (set, task) group: n, the metric means, their 95 % bootstrap intervals ("ci")."""
+    def group(sel: list[dict], cell: str = "") -> dict:
         return {"n": len(sel), **{k: _mean(sel, k) for k in METRIC_KEYS},
+                "ci": {k: _ci(sel, k, cell) for k in METRIC_KEYS},
                 "judge_failed": sum(1 for r in sel if r.get("judge_error"))}
 
-    groups = {f"{s}/{t}": group([r for r in rows if r["set"] == s and r["task"] == t]) for s in SETS for t in TASKS}
+    pairs = [(s, t) for s in SETS for t in TASKS]
+    pairs += sorted({(r["set"], r["task"]) for r in rows} - set(pairs))  # other sets: unseen/general_understanding
+    groups = {f"{s}/{t}": group([r for r in rows if r["set"] == s and r["task"] == t], f"{s}/{t}") for s, t in pairs}
     by_type = {f"{s}/{kind}": group([r for r in rows if r["set"] == s and r["task"] == "image_understanding"
                                      and r["image_type"] == kind]) for s in SETS for kind in ("portrait", "clinical")}
     return {"groups": groups, "understanding_by_image_type": by_type,
@@ -110,7 +141,7 @@ def summarise(rows: list[dict]) -> dict:
 
 def run_eval(data: str | Path, split: str, out: str | Path, *, judge: Judge, judge_name: str,
              judge_options: dict | None = None, model: str | None = None, generator: Generator | None = None,
-             batch_size: int = 8, max_new_tokens: int = 64, limit: int | None = None, tasks: Sequence[str] = TASKS,
+             batch_size: int = 8, max_new_tokens: int = 64, limit: int | None = None, tasks: Sequence[str] = EVAL_TASKS,
              method: str | None = None, k: float | None = None, mode: str | None = None, progress: bool = True,
              generator_factory: Callable[[], Generator] | None = None, items_file: str = "eval") -> dict:
     """Evaluate `model` (or a ready `generator`) on `split` of the benchmark at `data`;
@@ -143,7 +174,8 @@ def run_eval(data: str | Path, split: str, out: str | Path, *, judge: Judge, jud
         rows.append({"id": it.id, "set": e.set, "task": it.task, "attribute": it.attribute, "image_type": it.image_type,
                      "profile_id": it.profile_id, "question": it.question, "answer": it.answer,
                      "prediction": preds[it.id], "rougeL_f": round(f, 6), "rougeL_r": round(r, 6),
-                     "fact": j.get("fact"), "meaningful": j.get("meaningful"), "judge_error": j.get("error")})
+                     "fact": j.get("fact"), "meaningful": j.get("meaningful"), "judge_error": j.get("error"),
+                     "refusal": float(refuses(preds[it.id]))})  # over-refusal wherever it should answer
     write_jsonl(out / "items.jsonl", rows)
     summary = {"run": config, **summarise(rows)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")

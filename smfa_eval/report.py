@@ -31,6 +31,14 @@ def _fmt(v: float | None, digits: int) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
+def _pm(g: dict, key: str, digits: int) -> str:
+    """The mean as "0.62±0.04" (half its 95 % bootstrap interval) where the summary has one."""
+    ci = (g.get("ci") or {}).get(key)
+    if g.get(key) is None or not ci:
+        return _fmt(g.get(key), digits)
+    return f"{g[key]:.{digits}f}±{(ci[1] - ci[0]) / 2:.{digits}f}"
+
+
 def _label(s: dict) -> str:
     r = s["run"]
     label = r.get("method") or "model"
@@ -51,14 +59,28 @@ def table1(summaries: list[dict]) -> str:
             for st in ("forget", "retain"):
                 for t in TASKS:
                     g = s["groups"][f"{st}/{t}"]
-                    cells += [_fmt(g["rougeL_f"], 3), _fmt(g["fact"], 2), _fmt(g["meaningful"], 2)]
+                    cells += [_pm(g, "rougeL_f", 3), _pm(g, "fact", 2), _pm(g, "meaningful", 2)]
             lines.append(f"| {_label(s)} | " + " | ".join(cells) + " |")
     note = ("\nR = ROUGE-L F-measure (rouge-score, stemmer on); F = Fact Score, M = Meaningful Score (0-10, "
-            f"judge: {', '.join(sorted({s['run']['judge'] for s in summaries}))}).\n")
+            f"judge: {', '.join(sorted({s['run']['judge'] for s in summaries}))}); ± = half the 95 % bootstrap "
+            "interval over the cell's items.\n")
     failed = sum(s.get("judge_failed", 0) for s in summaries)
     if failed:
         note += f"\n**{failed} judgements failed** and are excluded from F/M means (see items.jsonl `judge_error`).\n"
     return "\n".join(lines) + "\n" + note
+
+
+def unseen_table(summaries: list[dict]) -> str:
+    """Utility on unseen images (general_eval.py): one row per run that has the set."""
+    lines = ["| Method | R | F | M | over-refusal | n |", "|---|---|---|---|---|---|"]
+    for s in summaries:
+        g = s["groups"].get("unseen/general_understanding")
+        if g and g["n"]:
+            lines.append(f"| {_label(s)} [{s['run']['split']}] | {_pm(g, 'rougeL_f', 3)} | {_pm(g, 'fact', 2)} | "
+                         f"{_pm(g, 'meaningful', 2)} | {_pm(g, 'refusal', 2)} | {g['n']} |")
+    if len(lines) == 2:
+        return "(no unseen-image items in these runs)\n"
+    return "\n".join(lines) + "\n\nImages in no training set; over-refusal = fraction of answers that refuse.\n"
 
 
 def table2(summaries: list[dict]) -> str:
@@ -122,6 +144,24 @@ def figures(summaries: list[dict], out: Path) -> list[Path]:
     return written
 
 
+def paired_section(runs: list[str | Path], summaries: list[dict], reference: str = "smfa") -> list[str]:
+    """SMFA minus every other run of its split, item by item (paired bootstrap), where the runs'
+    items.jsonl are at hand and one of them is labelled `reference`."""
+    from .reproduce.uncertainty import paired_records, paired_table
+
+    by_split: dict[str, dict[str, Path]] = {}
+    for run, s in zip(runs, summaries):
+        d = Path(run) if Path(run).is_dir() else Path(run).parent
+        if (d / "items.jsonl").is_file():
+            by_split.setdefault(s["run"]["split"], {})[s["run"].get("method") or "model"] = d / "items.jsonl"
+    md = []
+    for split, items in by_split.items():
+        if reference in items and len(items) > 1:
+            recs = paired_records(items, reference=reference, split=split, phrasing="run", seed=0)
+            md += [f"## Paired differences ({split}, ROUGE-L)", "", paired_table(recs, split, "rougeL", "run")]
+    return md
+
+
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -137,8 +177,10 @@ def write_report(runs: list[str | Path], out: str | Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pngs = figures(summaries, out)
-    md = ["# smfa benchmark report", "", "## Table 1", "", table1(summaries), "## Table 2 (ablation)", "",
-          table2(summaries), "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in pngs]
+    md = ["# smfa benchmark report", "", "## Table 1", "", table1(summaries), "## Utility on unseen images", "",
+          unseen_table(summaries), "## Table 2 (ablation)", "", table2(summaries), *paired_section(runs, summaries),
+          "## Figures", ""]
+    md += [f"![{p.stem}]({p.name})" for p in pngs]
     path = out / "report.md"
     path.write_text("\n".join(md) + "\n")
     return path

@@ -12,8 +12,12 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-SCHEMA_VERSION = "1.1"  # 1.1: optional reworded/pretrain files (older readers ignore them)
+# 1.1: optional reworded/pretrain files; 1.2 (issue 17): optional general_eval(_template)
+# files of task general_understanding on unseen images (older readers ignore them)
+SCHEMA_VERSION = "1.2"
 TASKS = ("image_understanding", "image_memory", "text_memory")
+# Tasks only evaluation files hold (kept out of TASKS, which lays out Table 1's columns)
+EVAL_TASKS = (*TASKS, "general_understanding")
 IMAGE_TYPES = ("portrait", "clinical")
 PROFILE_ATTRIBUTES = (
     "name", "birthplace", "gender", "date_of_birth", "profession", "height", "university",
@@ -85,6 +89,7 @@ class Manifest:
     image_size: int | None = None
     rewordings: int = 0
     pretrain_people: int = 0
+    unseen_images: int = 0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -142,8 +147,8 @@ def read_qa(path: Path, root: Path, check_images: bool = True) -> list[QAItem]:
         for key in ("id", "task", "question", "answer", "attribute"):
             if not isinstance(d[key], str) or (key != "answer" and not d[key]):
                 raise _fail(where, f"{key} must be a non-empty string")
-        if d["task"] not in TASKS:
-            raise _fail(where, f"task {d['task']!r} is not one of {list(TASKS)}")
+        if d["task"] not in EVAL_TASKS:
+            raise _fail(where, f"task {d['task']!r} is not one of {list(EVAL_TASKS)}")
         if d["id"] in seen:
             raise _fail(where, f"duplicate id {d['id']!r}")
         seen.add(d["id"])
@@ -203,7 +208,8 @@ def read_manifest(root: Path) -> Manifest:
                              forget_file=s.get("forget_file"), retain_file=s.get("retain_file"))
     return Manifest(schema_version=version, files=files, splits=splits, seed=d.get("seed"),
                     n_profiles=d.get("n_profiles"), image_size=d.get("image_size"),
-                    rewordings=int(d.get("rewordings") or 0), pretrain_people=int(d.get("pretrain_people") or 0))
+                    rewordings=int(d.get("rewordings") or 0), pretrain_people=int(d.get("pretrain_people") or 0),
+                    unseen_images=int(d.get("unseen_images") or 0))
 
 
 class Bench:

@@ -62,6 +62,8 @@ class Reproduction:
         self.steps = Steps(out, log)
         self.records: list[dict] = []
         self._ceilings: dict[str, dict[str, float]] = {}
+        self._items: dict[tuple[str, str], dict[str, Path]] = {}  # (split, phrasing) -> label -> items.jsonl
+        self._smfa_k: dict[str, float | None] = {}
 
     def _bars(self) -> bool:
         """Evaluation bars: as asked, or (auto) on a terminal."""
@@ -150,11 +152,19 @@ class Reproduction:
                 self._ceilings[phrasing] = ceilings(bench, PHRASINGS[phrasing])
             self.records += records_from_items(d / "items.jsonl", model=label, split=split, phrasing=phrasing,
                                                seed=self.seed, ceiling=self._ceilings[phrasing], k=k)
+            if not label.startswith("smfa@"):  # the k-sweep is a figure, not a row to compare
+                self._items.setdefault((split, phrasing), {})[label] = d / "items.jsonl"
+            if label == "smfa":
+                self._smfa_k[split] = k
 
     # -- the whole run ----------------------------------------------------------------------
     def run(self) -> Path:
         p = self.preset
         bench = self.bench()
+        if p.protocol.sequential:  # a request count the split cannot meet fails now, not after training
+            from ..sequential import request_groups
+
+            request_groups(bench.split(p.protocol.ablation_split).forget, p.protocol.sequential)
         original = self.original(bench)
         reads = self._model_reads
         for split in p.protocol.splits:
@@ -168,6 +178,15 @@ class Reproduction:
                 if method == "smfa":
                     smfa_k = opts.get("k", 1.0)
                     self._smfa_variants(bench, original, d, split, smfa_k)
+        if p.protocol.sequential:
+            from .sequential_steps import sequential_steps
+
+            self.records += sequential_steps(self, bench, original, p.protocol.ablation_split)
+        from .uncertainty import paired_records
+
+        for (split, phrasing), items in self._items.items():  # SMFA against every other row, item by item
+            self.records += paired_records(items, reference="smfa", split=split, phrasing=phrasing, seed=self.seed,
+                                           k=self._smfa_k.get(split))
         results = write_results(self.records, self.out / "results.json")
         from .report import write_report
 

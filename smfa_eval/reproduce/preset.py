@@ -70,6 +70,10 @@ class Protocol:
     # also run smfa with per-modality forget deltas (the method's per_modality option, k_image /
     # k_text from [methods.smfa]) on the ablation split, next to the single-delta smfa row
     modality_ablation: bool = False
+    # forget requests one after another on the ablation split (0 = off; smfa_eval/sequential.py)
+    sequential: int = 0
+    sequential_methods: tuple[str, ...] = ()  # default: every method of [methods]
+    sequential_forget: str = "request"  # or "cumulative": one growing forget set
 
 
 @dataclass(frozen=True)
@@ -207,10 +211,16 @@ def load_preset(name_or_path: str) -> Preset:
     for s in (*protocol.splits, protocol.ablation_split):
         _check(s in SPLITS, src, "protocol", f"names split {s!r}; valid: {list(SPLITS)}")
     _check(protocol.ablation_split in protocol.splits, src, "protocol.ablation_split", "must be one of the splits")
+    _check(isinstance(protocol.sequential, int), src, "protocol.sequential", "must be an integer (0 = off)")
+    _check(set(protocol.sequential_methods) <= set(methods), src, "protocol.sequential_methods",
+           f"must name methods of [methods] ({sorted(methods)})")
+    _check(protocol.sequential_forget in ("request", "cumulative"), src, "protocol.sequential_forget",
+           f"must be request or cumulative, got {protocol.sequential_forget!r}")
     bench = raw.get("bench", {})
     _check(isinstance(bench, dict) and all(isinstance(v, int) and v >= 0 for v in bench.values()), src, "[bench]",
            "must hold non-negative integers")
-    unknown = sorted(set(bench) - {"profiles", "general_images", "image_size", "rewordings", "pretrain_people"})
+    unknown = sorted(set(bench) - {"profiles", "general_images", "image_size", "rewordings", "pretrain_people",
+                                   "unseen_images"})
     _check(not unknown, src, "[bench]", f"has unknown key(s) {unknown}")
     model = raw.get("model", {})
     _check(isinstance(model, dict), src, "[model]", "must be a table")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..schema import TASKS
 from .preset import Preset
-from .results import value
+from .results import find, value
 
 ABBR = {"image_understanding": "I-U", "image_memory": "I-M", "text_memory": "T-M"}
 MEMORY = ("image_memory", "text_memory")
@@ -21,6 +21,16 @@ def is_sweep(model: str) -> bool:
 
 def _f(v: float | None, digits: int = 2) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
+
+
+def pm(rec: dict | None, digits: int = 2) -> str:
+    """A record as "0.62 ± 0.04" (half the 95 % bootstrap interval; records from before the
+    intervals existed show the value alone)."""
+    if rec is None:
+        return "-"
+    if rec.get("ci_low") is None or rec.get("ci_high") is None:
+        return _f(rec["value"], digits)
+    return f"{rec['value']:.{digits}f} ± {(rec['ci_high'] - rec['ci_low']) / 2:.{digits}f}"
 
 
 def _models(records: list[dict], split: str) -> list[str]:
@@ -44,12 +54,13 @@ def table1(records: list[dict], splits: tuple[str, ...], phrasing: str = "paraph
             for s in ("forget", "retain"):
                 for t in TASKS:
                     q = dict(model=m, split=split, set=s, task=t, phrasing=phrasing)
-                    r, c = value(records, metric="rougeL", **q), value(records, metric="rougeL_ceiling", **q)
-                    cells += [f"{_f(r, 3)} ({_f(c)})" if r is not None else "-",
-                              _f(value(records, metric="fact", **q)), _f(value(records, metric="meaningful", **q))]
+                    r, c = find(records, metric="rougeL", **q), value(records, metric="rougeL_ceiling", **q)
+                    cells += [f"{pm(r, 3)} ({_f(c)})" if r is not None else "-",
+                              pm(find(records, metric="fact", **q)), pm(find(records, metric="meaningful", **q))]
             out.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(out) + ("\n\nR = ROUGE-L F (in brackets: the ceiling, a perfect memoriser of the training "
-                             "answers against these references); F = Fact, M = Meaningful (0-10, heuristic judge).\n")
+                             "answers against these references); F = Fact, M = Meaningful (0-10, heuristic judge). "
+                             "± = half the 95 % bootstrap interval over the cell's items.\n")
 
 
 def table2(records: list[dict], split: str, phrasing: str = "paraphrase") -> str:
@@ -129,6 +140,26 @@ def claims_table(rows: list[tuple[str, bool | None, str]]) -> str:
                      + [f"| {c} | {mark[ok]} | {n} |" for c, ok, n in rows]) + "\n"
 
 
+def extra_sections(records: list[dict], splits: tuple[str, ...], seq_split: str, out: Path) -> list[str]:
+    """Unseen-image utility (with any collapse named), the paired differences and, where the
+    preset runs them, the sequential requests (table and figure)."""
+    from ..sequential import sequential_figure, sequential_table
+    from .uncertainty import paired_table
+    from .utility import collapses, utility_table
+
+    plain = [r for r in records if r.get("request") is None and r.get("vs") is None]
+    md = ["## Utility on unseen images", "", utility_table(plain, splits)]
+    md += [f"**{line}**" for line in collapses(plain, splits)] + ([""] if collapses(plain, splits) else [])
+    for split in splits:
+        for metric in ("rougeL", "fact"):
+            md += [f"## Paired differences ({split}, {metric})", "", paired_table(records, split, metric)]
+    if any(r.get("request") is not None for r in records):
+        png = sequential_figure(records, seq_split, out / "sequential.png")
+        md += [f"## Sequential forget requests ({seq_split})", "", sequential_table(records, seq_split),
+               sequential_table(records, seq_split, "fact"), f"![{png.stem}]({png.name})", ""]
+    return md
+
+
 def write_report(out: Path, preset: Preset, seed: int, records: list[dict], steps) -> Path:
     """OUT/report.md (+ figures, run.json) from the records."""
     import sys
@@ -137,6 +168,8 @@ def write_report(out: Path, preset: Preset, seed: int, records: list[dict], step
     from .pipeline import dump_json, run_info
 
     pr = preset.protocol
+    every = records  # paired differences and sequential points have views of their own
+    records = [r for r in records if r.get("vs") is None and r.get("request") is None]
     figs = write_figures(records, pr.ablation_split, out)
     md = [f"# smfa reproduce: preset {preset.name}, seed {seed}", "",
           f"{preset.description}. Every number below is a record of `results.json`.", "",
@@ -145,6 +178,7 @@ def write_report(out: Path, preset: Preset, seed: int, records: list[dict], step
           "## Table 1, seen phrasing: the fine-tuning questions themselves", "",
           table1(records, pr.splits, "template"),
           f"## Table 2: ablation ({pr.ablation_split})", "", table2(records, pr.ablation_split),
+          *extra_sections(every, pr.splits, pr.ablation_split, out),
           "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figs]
     info = run_info(preset, seed, sys.argv, steps)
     md += ["", "## Wall time per step (s)", "", "| step | s |", "|---|---|"]

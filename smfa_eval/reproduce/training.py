@@ -59,8 +59,9 @@ def train_stage(bench: Bench, model: Path, stage: Stage, out: Path, *, seed: int
 
 
 def unlearn_run(method: str, original: Path, bench: Bench, split: str, out: Path, u: Unlearn, *, lr: float,
-                options: dict[str, Any], seed: int, progress: bool | None) -> dict:
-    """`smfa unlearn --method METHOD` on the split's forget / few-shot retain files."""
+                options: dict[str, Any], seed: int, progress: bool | None, forget: Path | None = None) -> dict:
+    """`smfa unlearn --method METHOD` on the split's forget / few-shot retain files (`forget`:
+    another forget file, e.g. one sequential request's)."""
     from smfa_methods.api import unlearn
     from smfa_methods.method import TrainConfig
 
@@ -68,7 +69,8 @@ def unlearn_run(method: str, original: Path, bench: Bench, split: str, out: Path
     cfg = TrainConfig(mode=u.mode, epochs=u.epochs, lr=lr, batch_size=u.batch_size, lora_r=u.lora_r,
                       lora_alpha=u.lora_alpha, bf16=u.bf16, seed=seed, max_length=0, logging_steps=10,
                       progress=progress)
-    result = unlearn(method, model=original, forget=bench.root / sp.forget_file, retain=bench.root / sp.retain_file,
+    result = unlearn(method, model=original, forget=forget or bench.root / sp.forget_file,
+                     retain=bench.root / sp.retain_file,
                      out=out, train=cfg, options=options)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return result.metrics

@@ -104,7 +104,10 @@ def read_fundus(img: Image.Image) -> dict:
 
 def test_understanding_answers_recoverable_from_pixels(bench_dir):
     bench = Bench(bench_dir)
-    items = [i for i in bench.qa("eval") + bench.qa("general") if i.task == "image_understanding"]
+    unseen = bench.qa("general_eval") + bench.qa("general_eval_template")
+    assert unseen and {i.task for i in unseen} == {"general_understanding"}
+    items = [i for i in bench.qa("eval") + bench.qa("general") + unseen
+             if i.task in ("image_understanding", "general_understanding")]
     assert len(items) > 20
     cache: dict[str, dict] = {}
     for it in items:

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from smfa_cli.main import cli
+from smfa_eval.schema import SCHEMA_VERSION
 
 
 @pytest.fixture
@@ -27,10 +28,13 @@ def test_help(run, cmd):
 
 
 def test_bench_build_and_errors(run, tmp_path):
-    r = run("bench", "build", "--profiles", 6, "--seed", 2, "--general-images", 2, "--out", tmp_path / "b")
+    r = run("bench", "build", "--profiles", 6, "--seed", 2, "--general-images", 2, "--unseen-images", 3,
+            "--out", tmp_path / "b")
     assert r.exit_code == 0, r.output
     assert "6 profiles" in r.output and "forget05 1+1" in r.output
-    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["schema_version"] == "1.1"
+    m = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert m["schema_version"] == SCHEMA_VERSION and m["unseen_images"] == 3
+    assert len(list((tmp_path / "b" / "images" / "unseen").glob("*.png"))) == 3
     r = run("bench", "build", "--profiles", 6, "--out", tmp_path / "b")
     assert r.exit_code == 1 and "Error:" in r.output and "not empty" in r.output and "Traceback" not in r.output
     r = run("bench", "build", "--profiles", 1, "--out", tmp_path / "c")
@@ -43,7 +47,7 @@ def test_eval_and_report(run, tmp_path, bench_dir, tiny_llama):
             "--out", out, "--limit", 1, "--max-new-tokens", 3, "--method", "tiny", "--k", 1.0, "--mode", "both")
     assert r.exit_code == 0, r.output
     assert "| tiny (k=1) |" in r.output
-    assert len((out / "items.jsonl").read_text().splitlines()) == 6
+    assert len((out / "items.jsonl").read_text().splitlines()) == 6 + 1  # + one unseen-image item
     r = run("eval", "--model", tiny_llama, "--data", bench_dir, "--split", "forget05", "--out", out, "--limit", 1,
             "--max-new-tokens", 3, "--method", "tiny", "--k", 1.0, "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["run"]["split"] == "forget05"  # resumed, nothing redone
@@ -59,6 +63,9 @@ def test_eval_user_errors(run, tmp_path, bench_dir, tiny_llama):
     assert r.exit_code == 1 and "no split 'forget99'" in r.output
     r = run(*base, "--judge", "openai", "--judge-opt", "novalue")
     assert r.exit_code == 1 and "KEY=VALUE" in r.output
+    r = run(*base, "--items", "eval_test")  # an items file this (built) benchmark does not have
+    assert r.exit_code == 1 and "manifest.json: no 'eval_test' entry in files" in r.output
+    assert not (tmp_path / "o").exists()
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "manifest.json").write_text(json.dumps({"schema_version": "1.0", "files": {"eval": "eval.jsonl"},

@@ -72,11 +72,12 @@ def test_select_items_sets_and_limit(bench_dir):
     forget = set(bench.split("forget10").forget)
     items = select_items(bench, "forget10")
     assert {e.set for e in items if e.item.profile_id in forget} == {"forget"}
-    assert {e.set for e in items if e.item.profile_id not in forget} == {"retain"}
+    assert {e.set for e in items if e.item.profile_id not in forget and e.item.profile_id} == {"retain"}
+    assert {e.set for e in items if e.item.profile_id is None} == {"unseen"}  # images in no training set
     retain_profiles = {e.item.profile_id for e in items if e.set == "retain"}
     assert len(retain_profiles) == 20 - len(forget)  # the full retain set
     limited = select_items(bench, "forget10", limit=3)
-    assert len(limited) == 2 * 3 * 3
+    assert len(limited) == 2 * 3 * 3 + 3
 
 
 def test_run_eval_end_to_end_with_tiny_llama(tiny_llama, bench_dir, tmp_path):
@@ -84,9 +85,10 @@ def test_run_eval_end_to_end_with_tiny_llama(tiny_llama, bench_dir, tmp_path):
     s = run_eval(bench_dir, "forget05", out, judge=HeuristicJudge(), judge_name="heuristic", model=str(tiny_llama),
                  limit=2, max_new_tokens=4, batch_size=4, progress=False, method="tiny")
     rows = [json.loads(x) for x in (out / "items.jsonl").read_text().splitlines()]
-    assert len(rows) == 12 and all(r["fact"] is not None and r["meaningful"] is not None for r in rows)
+    assert len(rows) == 12 + 2 and all(r["fact"] is not None and r["meaningful"] is not None for r in rows)
     assert set(s["groups"]) == {f"{a}/{b}" for a in ("forget", "retain")
-                                for b in ("image_understanding", "image_memory", "text_memory")}
+                                for b in ("image_understanding", "image_memory", "text_memory")} | {
+        "unseen/general_understanding"}
     assert s["run"]["method"] == "tiny" and s["judge_failed"] == 0
     table = (out / "table1.md").read_text()
     assert "| tiny |" in table and "Forget I-M R↓" in table
@@ -108,7 +110,7 @@ def test_interrupted_eval_resumes(bench_dir, tmp_path, echo_generator):
     assert len(read_done(out / "generations.jsonl")) == 8 and not (out / "summary.json").exists()
     g = echo_generator()
     s = run_eval(bench_dir, "forget10", out, generator=g, **kw)
-    assert len(g.seen) == 18 - 8
+    assert len(g.seen) == 18 + 3 - 8  # 3 per (set, task), the unseen set included
     fresh = run_eval(bench_dir, "forget10", tmp_path / "fresh", generator=echo_generator(), **kw)
     assert s["groups"] == fresh["groups"]
 
@@ -126,6 +128,6 @@ def test_report_tables_and_figures(bench_dir, tmp_path, echo_generator):
     md = write_report(runs, tmp_path / "rep")
     text = md.read_text()
     assert "## Table 1" in text and "| smfa (k=0.5) |" in text and "| Directional Conflict |" in text
-    assert text.count("| original") == 2  # once per table
+    assert text.count("| original") == 3  # once per table (1, unseen images, 2)
     for png in ("tradeoff.png", "k_sweep.png", "understanding_by_type.png"):
         assert (tmp_path / "rep" / png).stat().st_size > 1000

@@ -252,7 +252,7 @@ def test_run_eval_with_failing_judge_keeps_rows_and_retries_on_rerun(server, tmp
     kw = dict(judge_name="openai", model=None, generator=echo_generator(), limit=2, progress=False)
     s1 = run_eval(bench_dir, "forget10", tmp_path / "run", judge=make_judge(server, tmp_path, max_retries=0), **kw)
     rows = [json.loads(x) for x in (tmp_path / "run" / "items.jsonl").read_text().splitlines()]
-    assert len(rows) == sum(g["n"] for g in s1["groups"].values()) == 12
+    assert len(rows) == sum(g["n"] for g in s1["groups"].values()) == 12 + 2  # + the unseen-image set
     failed = [r for r in rows if r["judge_error"]]
     assert failed and s1["judge_failed"] == len(failed)
     assert all(r["fact"] is None for r in failed) and all(r["rougeL_f"] is not None for r in rows)

@@ -30,6 +30,7 @@ def test_bench_run_unlearns_evaluates_and_reports(run_args, tmp_path):
     assert "| vanilla |" in r.output and "| idk |" in r.output and "| smfa (k=0.5) |" in r.output  # Table 1
     report = (out / "report" / "report.md").read_text()
     assert "## Table 1" in report and report.count("| idk |") >= 1
+    assert "| smfa − vanilla |" in report and "| smfa − idk |" in report  # paired, item by item
     for label in ("vanilla", "idk", "smfa"):
         s = json.loads((out / label / "eval" / "summary.json").read_text())["run"]
         assert s["method"] == label and s["split"] == "forget05"

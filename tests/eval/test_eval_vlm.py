@@ -88,7 +88,7 @@ def test_run_eval_mixes_text_and_image_items(tiny_checkpoint, small_bench, tmp_p
     s = run_eval(small_bench, "forget05", out, judge=HeuristicJudge(), judge_name="heuristic", model=str(path),
                  limit=1, max_new_tokens=3, batch_size=4, progress=False, method="tiny-vlm")
     items = select_items(Bench(small_bench), "forget05", limit=1)
-    assert len(items) == 6 and {e.item.image is None for e in items[:4]} == {True, False}  # first batch is mixed
+    assert len(items) == 6 + 1 and {e.item.image is None for e in items[:4]} == {True, False}  # first batch mixed
     preds = {json.loads(x)["id"]: json.loads(x)["prediction"] for x in (out / "generations.jsonl").read_text().splitlines()}
     gen = HFGenerator(path, max_new_tokens=3)
     bench = Bench(small_bench)
@@ -96,7 +96,7 @@ def test_run_eval_mixes_text_and_image_items(tiny_checkpoint, small_bench, tmp_p
         p = Prompt(e.item.id, e.item.question, bench.root / e.item.image if e.item.image else None)
         assert gen.generate([p]) == [preds[e.item.id]]
     rows = [json.loads(x) for x in (out / "items.jsonl").read_text().splitlines()]
-    assert len(rows) == 6 and s["judge_failed"] == 0 and all(r["fact"] is not None for r in rows)
+    assert len(rows) == 6 + 1 and s["judge_failed"] == 0 and all(r["fact"] is not None for r in rows)
     assert "| tiny-vlm |" in (out / "table1.md").read_text()
 
 
@@ -115,6 +115,7 @@ def test_cli_eval_tiny_vlm(tiny_checkpoint, small_bench, tmp_path):
     assert r.exit_code == 0, r.output
     assert "| qwen-tiny |" in r.output and "Forget I-M R↓" in r.output  # the Table 1 summary
     rows = [json.loads(x) for x in (out / "items.jsonl").read_text().splitlines()]
-    assert len(rows) == 6 and {r["task"] for r in rows} == {"image_understanding", "image_memory", "text_memory"}
+    assert len(rows) == 6 + 1 and {r["task"] for r in rows} == {"image_understanding", "image_memory", "text_memory",
+                                                                "general_understanding"}
     assert all(isinstance(r["prediction"], str) and r["fact"] is not None for r in rows)
     assert json.loads((out / "summary.json").read_text())["groups"]["forget/image_memory"]["n"] == 1

@@ -61,6 +61,9 @@ def test_unknown_top_level_key(tmp_path, extra, match):
     ('max_new_tokens = 24', 'max_new_tokens = nan', "finite"),
     ('hidden = 64', 'hidden = 0', r"positive integers for \['hidden'\]"),
     ('vocab_size = 512', 'vocab_size = 512\nwidth = 3', r"\[model\] has unknown key"),
+    ('sequential_methods = ["smfa", "idk"]', 'sequential_methods = ["smfa", "npo"]', "protocol.sequential_methods"),
+    ('sequential = 1 ', 'sequential_forget = "all"\nsequential = 1 ', "protocol.sequential_forget"),
+    ('sequential = 1 ', 'sequential = 1.5 ', "protocol.sequential"),
 ])
 def test_bad_presets_fail_naming_the_key(tmp_path, old, new, match):
     text = load_preset("quick").source.read_text()

@@ -39,6 +39,10 @@ def test_artefacts(quick):
     assert info["preset"] == "quick" and info["seed"] == 0 and info["wall_s"]["original"] > 0
     report = (out / "report.md").read_text()
     assert "## The paper's claims, checked" in report and "| smfa:conflict |" in report
+    for section in ("## Utility on unseen images", "## Paired differences (forget10, rougeL)",
+                    "## Sequential forget requests (forget10)"):
+        assert section in report
+    assert " ± " in report and (out / "sequential.png").is_file()
 
 
 def test_records_cover_every_model_set_task_and_phrasing(quick):
@@ -55,6 +59,16 @@ def test_records_cover_every_model_set_task_and_phrasing(quick):
     sweep = {r["model"] for r in recs if r["model"].startswith("smfa@")}
     assert sweep == {"smfa@k=1", "smfa@k=8"}
     assert all(r["k"] == 2.0 for r in recs if r["model"] == "smfa")
+    # every record carries its item count and a bootstrap interval around its value
+    assert all(r["ci_low"] <= r["value"] <= r["ci_high"] and r["n"] >= 1 for r in recs if r.get("vs") is None)
+    for m in MODELS:  # the unseen images, scored in every evaluation
+        for metric in ("rougeL", "fact", "refusal"):
+            assert value(recs, model=m, split="forget10", set="unseen", task="general_understanding",
+                         phrasing="paraphrase", metric=metric) is not None, (m, metric)
+    # SMFA against every other row, item by item; and the sequential run's points
+    assert {r["vs"] for r in recs if r.get("vs")} == set(MODELS) - {"smfa"}
+    assert {(r["model"], r["request"]) for r in recs if r.get("request") is not None} == {
+        (m, i) for m in ("smfa", "idk") for i in (0, 1)}
     # the paraphrased references are worded unlike the training answers: their ceiling is < 1
     assert value(recs, model="original", split="forget10", set="retain", task="text_memory", phrasing="paraphrase",
                  metric="rougeL_ceiling") < 0.95

@@ -28,20 +28,23 @@ def bench() -> None:
                    "question, disjoint from the evaluation's wordings.")
 @click.option("--pretrain-people", type=click.IntRange(min=0, max=5000), default=0, show_default=True,
               help="Also write pretrain.jsonl: QA about this many people in no split, in many wordings.")
+@click.option("--holdout", type=click.IntRange(min=0, max=5000), default=0, show_default=True,
+              help="Also write holdout profiles in no fine-tuning set: the non-members of membership "
+                   "inference (docs/privacy.md).")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --out.")
 def build_cmd(n_profiles: int, seed: int, out: Path, general_images: int | None, image_size: int,
-              rewordings: int, pretrain_people: int, overwrite: bool) -> None:
+              rewordings: int, pretrain_people: int, holdout: int, overwrite: bool) -> None:
     """Generate profiles, images, fine-tuning/unlearning/evaluation sets into OUT."""
     from tqdm import tqdm
 
     from smfa_eval.build import build
 
-    total = 2 * n_profiles + 2 * pretrain_people + (2 * n_profiles if general_images is None else general_images)
+    total = 2 * n_profiles + 2 * pretrain_people + 2 * holdout + (2 * n_profiles if general_images is None else general_images)
     try:
         with tqdm(total=total, desc="images", unit="img", disable=None) as bar:
             manifest = build(out, profiles=n_profiles, seed=seed, general_images=general_images,
                              image_size=image_size, overwrite=overwrite, progress=bar.update,
-                             rewordings=rewordings, pretrain_people=pretrain_people)
+                             rewordings=rewordings, pretrain_people=pretrain_people, holdout=holdout)
     except (FileExistsError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     sizes = ", ".join(f"{k} {len(v.forget)}+{len(v.retain_fewshot)}" for k, v in manifest.splits.items())

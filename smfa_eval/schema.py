@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-SCHEMA_VERSION = "1.1"  # 1.1: optional reworded/pretrain files (older readers ignore them)
+# 1.1: optional reworded/pretrain files; 1.2: optional holdout profiles (older readers ignore both)
+SCHEMA_VERSION = "1.2"
 TASKS = ("image_understanding", "image_memory", "text_memory")
 IMAGE_TYPES = ("portrait", "clinical")
 PROFILE_ATTRIBUTES = (
@@ -85,6 +86,7 @@ class Manifest:
     image_size: int | None = None
     rewordings: int = 0
     pretrain_people: int = 0
+    holdout: list[str] = field(default_factory=list)  # holdout profile ids (holdout.py)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -203,7 +205,22 @@ def read_manifest(root: Path) -> Manifest:
                              forget_file=s.get("forget_file"), retain_file=s.get("retain_file"))
     return Manifest(schema_version=version, files=files, splits=splits, seed=d.get("seed"),
                     n_profiles=d.get("n_profiles"), image_size=d.get("image_size"),
-                    rewordings=int(d.get("rewordings") or 0), pretrain_people=int(d.get("pretrain_people") or 0))
+                    rewordings=int(d.get("rewordings") or 0), pretrain_people=int(d.get("pretrain_people") or 0),
+                    holdout=_holdout_ids(path, d.get("holdout"), splits))
+
+
+def _holdout_ids(path: Path, ids: object, splits: dict[str, Split]) -> list[str]:
+    """The manifest's holdout ids: a list of strings, in no split (else they would not be
+    non-members)."""
+    if ids is None:
+        return []
+    if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):
+        raise BenchDataError(f"{path}: holdout must be a list of profile ids")
+    for s in splits.values():
+        both = sorted(set(ids) & (set(s.forget) | set(s.retain_fewshot)))
+        if both:
+            raise BenchDataError(f"{path}: holdout profile(s) {both} are also in split {s.name!r}")
+    return list(ids)
 
 
 class Bench:

@@ -112,9 +112,11 @@ def run_eval(data: str | Path, split: str, out: str | Path, *, judge: Judge, jud
              judge_options: dict | None = None, model: str | None = None, generator: Generator | None = None,
              batch_size: int = 8, max_new_tokens: int = 64, limit: int | None = None, tasks: Sequence[str] = TASKS,
              method: str | None = None, k: float | None = None, mode: str | None = None, progress: bool = True,
-             generator_factory: Callable[[], Generator] | None = None, items_file: str = "eval") -> dict:
+             generator_factory: Callable[[], Generator] | None = None, items_file: str = "eval",
+             privacy: bool = False) -> dict:
     """Evaluate `model` (or a ready `generator`) on `split` of the benchmark at `data`;
-    `items_file` as `select_items`' `items`."""
+    `items_file` as `select_items`' `items`. `privacy`: also the likelihood metrics of
+    `privacy.py` (MCQ, truth ratio, MIA, over-refusal, utility; needs a model to score)."""
     bench = Bench(data)
     out = Path(out)
     items = select_items(bench, split, tasks, limit, items_file)
@@ -122,7 +124,7 @@ def run_eval(data: str | Path, split: str, out: str | Path, *, judge: Judge, jud
               "items": items_file,
               "judge": judge_name, "judge_options": judge_options or {}, "max_new_tokens": max_new_tokens,
               "limit": limit, "tasks": list(tasks), "method": method or (Path(model).name if model else "model"),
-              "k": k, "mode": mode, "schema_version": bench.manifest.schema_version}
+              "k": k, "mode": mode, "schema_version": bench.manifest.schema_version, "privacy": privacy}
     _check_run(out, config)
     prompts = [Prompt(e.item.id, e.item.question, bench.root / e.item.image if e.item.image else None) for e in items]
     gen_path = out / "generations.jsonl"
@@ -144,8 +146,18 @@ def run_eval(data: str | Path, split: str, out: str | Path, *, judge: Judge, jud
                      "profile_id": it.profile_id, "question": it.question, "answer": it.answer,
                      "prediction": preds[it.id], "rougeL_f": round(f, 6), "rougeL_r": round(r, 6),
                      "fact": j.get("fact"), "meaningful": j.get("meaningful"), "judge_error": j.get("error")})
+    extra = None
+    if privacy:
+        from .privacy import add_privacy, scorer_for
+
+        extra = add_privacy(bench, split, rows, scorer_for(model, generator), items_file=items_file)
+        write_jsonl(out / "mia.jsonl", extra.pop("mia_rows"))
     write_jsonl(out / "items.jsonl", rows)
     summary = {"run": config, **summarise(rows)}
+    if extra:
+        for key, vals in extra["groups"].items():
+            summary["groups"].setdefault(key, {}).update(vals)
+        summary["privacy"] = extra["privacy"]
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     from .report import table1
 

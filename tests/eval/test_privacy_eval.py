@@ -1,0 +1,133 @@
+"""Holdout profiles in the built benchmark, and the privacy evaluation on a real tiny model:
+a model fine-tuned on the forget profiles tells them from the holdout profiles (MIA AUC well
+above 0.5), and `smfa eval`'s items/summary carry the new metrics."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from smfa_eval.schema import SCHEMA_VERSION, Bench, BenchDataError
+
+
+@pytest.fixture(scope="module")
+def hold_bench(tmp_path_factory):
+    from smfa_eval.build import build
+
+    out = tmp_path_factory.mktemp("hold") / "b"
+    build(out, profiles=6, seed=4, general_images=0, image_size=48, holdout=2)
+    return out
+
+
+def test_holdout_profiles_are_in_no_training_file(hold_bench):
+    b = Bench(hold_bench)
+    m = b.manifest
+    assert SCHEMA_VERSION == "1.2" and m.schema_version == "1.2"
+    assert m.holdout == ["h00000", "h00001"]
+    from smfa_eval.schema import read_profiles
+
+    hp = read_profiles(b.path("holdout"), b.root)
+    assert [p.id for p in hp] == m.holdout
+    names = {p.name for p in b.profiles()}
+    assert not names & {p.name for p in hp}  # nobody trained looks like a holdout person by name
+    for key in ("finetune", "eval", "eval_template", "general"):
+        assert not {it.profile_id for it in b.qa(key)} & set(m.holdout), key
+    for s in m.splits.values():
+        assert not (set(s.forget) | set(s.retain_fewshot)) & set(m.holdout)
+    qa, ev = b.qa("holdout_qa"), b.qa("holdout_eval")
+    assert {it.profile_id for it in qa} == {it.profile_id for it in ev} == set(m.holdout)
+    # the same fine-tuning wordings as the members' forget file: 10 text + 11 image items each
+    assert len(qa) == 2 * 21 and all((hold_bench / it.image).is_file() for it in qa if it.image)
+
+
+def test_holdout_build_is_deterministic_and_leaves_old_files_alone(hold_bench, tmp_path):
+    from smfa_eval.build import build
+
+    again, plain = tmp_path / "again", tmp_path / "plain"
+    build(again, profiles=6, seed=4, general_images=0, image_size=48, holdout=2)
+    build(plain, profiles=6, seed=4, general_images=0, image_size=48)
+    for name in ("holdout.jsonl", "holdout_qa.jsonl", "holdout_eval.jsonl", "images/portraits/h00001.png"):
+        assert (again / name).read_bytes() == (hold_bench / name).read_bytes()
+    for name in ("finetune.jsonl", "eval.jsonl", "profiles.jsonl"):  # holdout adds, never changes
+        assert (plain / name).read_bytes() == (hold_bench / name).read_bytes()
+    assert Bench(plain).manifest.holdout == [] and "holdout_qa" not in Bench(plain).manifest.files
+
+
+def test_manifest_holdout_must_not_overlap_a_split(hold_bench, tmp_path):
+    import shutil
+
+    b = tmp_path / "bad"
+    shutil.copytree(hold_bench, b)
+    m = json.loads((b / "manifest.json").read_text())
+    m["holdout"] = [m["splits"]["forget05"]["forget"][0]]
+    (b / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BenchDataError, match=r"manifest\.json: holdout profile\(s\) .* also in split"):
+        Bench(b)
+
+
+@pytest.fixture(scope="module")
+def models(hold_bench, tmp_path_factory):
+    """(random tiny llama, the same fine-tuned on the forget05 profiles' QA until memorised)."""
+    from smfa_methods.api import finetune
+    from smfa_methods.method import TrainConfig
+    from smfa_methods.tiny import build_tokenizer, make_tiny
+
+    b = Bench(hold_bench)
+    corpus = [t for key in ("finetune", "eval", "holdout_qa", "holdout_eval") for it in b.qa(key)
+              for t in (it.question, it.answer)]
+    base = make_tiny("llama", tmp_path_factory.mktemp("base") / "m", tokenizer=build_tokenizer(512, corpus), hidden=48)
+    forget = hold_bench / b.split("forget05").forget_file
+    text_only = tmp_path_factory.mktemp("ft") / "forget.jsonl"
+    text_only.write_text("".join(json.dumps({"question": r["question"], "answer": r["answer"]}) + "\n"
+                                 for r in map(json.loads, forget.read_text().splitlines())))
+    out = tmp_path_factory.mktemp("ft") / "run"
+    cfg = TrainConfig(mode="all", lr=3e-3, max_steps=80, batch_size=8, max_length=0, progress=False)
+    finetune(model=base, data=text_only, out=out, train=cfg)
+    return base, out / "model"
+
+
+def test_mia_auc_of_a_model_trained_on_the_forget_set(hold_bench, models):
+    from smfa_eval.likelihood import LikelihoodScorer
+    from smfa_eval.privacy import mia_aucs, mia_scores
+    from smfa_eval.schema import read_qa
+
+    b = Bench(hold_bench)
+    members = [it for it in read_qa(hold_bench / b.split("forget05").forget_file, b.root) if it.image is None]
+    nonmembers = [it for it in b.qa("holdout_qa") if it.image is None]
+    base, trained = models
+    aucs = {}
+    for name, path in (("base", base), ("trained", trained)):
+        s = LikelihoodScorer.from_path(path)
+        aucs[name] = mia_aucs(mia_scores(s, b, members), mia_scores(s, b, nonmembers))
+    for score in ("loss", "zlib", "mink", "minkpp"):
+        assert aucs["trained"][f"mia_auc_{score}"] > 0.9, (score, aucs)
+        assert aucs["trained"][f"mia_auc_{score}"] > aucs["base"][f"mia_auc_{score}"], (score, aucs)
+    assert aucs["trained"]["mia_gap_loss"] == pytest.approx(aucs["trained"]["mia_auc_loss"] - 0.5)
+
+
+def test_eval_with_privacy_writes_the_metrics(hold_bench, models, tmp_path):
+    from smfa_eval.evaluate import run_eval
+    from smfa_eval.judges import get_judge
+
+    _, trained = models
+    out = tmp_path / "eval"
+    s = run_eval(hold_bench, "forget05", out, judge=get_judge("heuristic"), judge_name="heuristic",
+                 model=str(trained), max_new_tokens=4, limit=3, tasks=("text_memory", "image_understanding"),
+                 progress=False, privacy=True)
+    rows = [json.loads(x) for x in (out / "items.jsonl").read_text().splitlines()]
+    assert all({"mcq_correct", "truth_ratio", "refusal"} <= set(r) for r in rows)
+    assert any(r["mcq_correct"] is not None for r in rows if r["task"] == "text_memory")
+    g = s["groups"]["forget/text_memory"]
+    assert 0.0 <= g["mcq_acc"] <= 1.0 and 0.0 <= g["truth_ratio"] <= 1.0 and g["refusal_rate"] is not None
+    p = s["privacy"]
+    assert p["mia_auc_loss"] > 0.9 and p["mia_members"] == 21 and p["mia_nonmembers"] == 42
+    assert 0.0 <= p["over_refusal"] <= 1.0 and 0.0 <= p["utility"] <= 1.0 and p["forget_quality"] is None
+    mia = [json.loads(x) for x in (out / "mia.jsonl").read_text().splitlines()]
+    assert sum(r["member"] for r in mia) == 21 and len(mia) == 63
+
+    # forget quality against itself as the "oracle": identical truth ratios -> p = 1
+    from smfa_eval.privacy import add_forget_quality
+
+    assert add_forget_quality(out, out) == 1.0
+    assert json.loads((out / "summary.json").read_text())["privacy"]["forget_quality"] == 1.0

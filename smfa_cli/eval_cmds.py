@@ -111,10 +111,20 @@ def _judge(judge_name: str, judge_opt: tuple[str, ...], judge_config: Path | Non
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N eval items per (set, task).")
 @click.option("--overwrite", is_flag=True, help="Discard everything in --out first instead of resuming.")
+@click.option("--privacy", is_flag=True, help="Also MCQ, truth ratio, MIA AUCs, over-refusal, utility (docs/privacy.md).")
+@click.option("--oracle-model", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="A retrained oracle (never saw the split's forget profiles): a row, and forget quality's reference.")
+@click.option("--oracle-base", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Train the oracle here: fine-tune this base (what --model was fine-tuned from) on the "
+                   "benchmark's training rows minus the forget profiles.")
+@click.option("--oracle-steps", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--oracle-lr", type=float, default=1e-3, show_default=True)
+@click.option("--oracle-batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @_train_options
 def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: tuple[str, ...], baseline: bool,
             judge_name: str, judge_opt: tuple[str, ...], judge_config: Path | None, out: Path, eval_batch_size: int,
-            max_new_tokens: int, limit: int | None, overwrite: bool, **train_kw) -> None:
+            max_new_tokens: int, limit: int | None, overwrite: bool, privacy: bool, oracle_model: Path | None,
+            oracle_base: Path | None, oracle_steps: int, oracle_lr: float, oracle_batch_size: int, **train_kw) -> None:
     """Unlearn MODEL with each METHOD on a split, evaluate them all, write OUT/report (resumable)."""
     import shutil
 
@@ -132,6 +142,10 @@ def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: 
             raise click.BadParameter(f"expected METHOD.KEY=VALUE, got {key!r}", param_hint="--set")
         method_options.setdefault(meth, {})[opt] = value
     judge, opts = _judge(judge_name, judge_opt, judge_config)
+    from smfa_eval.oracle import oracle_train_config
+
+    oracle_train = oracle_train_config(oracle_steps, oracle_lr, oracle_batch_size, seed=train_kw.get("seed") or 0,
+                                       progress=train_kw["progress"])
     try:
         if overwrite and out.exists():
             shutil.rmtree(out)
@@ -139,7 +153,8 @@ def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: 
                                judge_options=opts, train=_train_config(train_kw), method_options=method_options,
                                baseline=baseline, batch_size=eval_batch_size, max_new_tokens=max_new_tokens,
                                limit=limit, progress=train_kw["progress"] is not False,
-                               log=lambda msg: click.echo(msg, err=True))
+                               log=lambda msg: click.echo(msg, err=True), privacy=privacy,
+                               oracle_model=oracle_model, oracle_base=oracle_base, oracle_train=oracle_train)
     except (BenchDataError, JudgeError, RunMismatch, GenerationError, MethodError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(report.read_text().split("## Table 2")[0].rstrip())
@@ -162,10 +177,11 @@ def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: 
 @click.option("--items", "items_file", type=click.Choice(["eval", "eval_template"]), default="eval", show_default=True,
               help="eval: the paraphrased questions; eval_template: the fine-tuning wordings (seen phrasing).")
 @click.option("--overwrite", is_flag=True, help="Discard a previous run in --out instead of resuming it.")
+@click.option("--privacy", is_flag=True, help="Also MCQ, truth ratio, MIA AUCs, over-refusal, utility (docs/privacy.md).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def eval_cmd(model: str, data: str, split: str, judge_name: str, judge_opt: tuple[str, ...], judge_config: Path | None,
              out: Path, batch_size: int, max_new_tokens: int, limit: int | None, method: str | None, k: float | None,
-             mode: str | None, items_file: str, overwrite: bool, as_json: bool) -> None:
+             mode: str | None, items_file: str, overwrite: bool, privacy: bool, as_json: bool) -> None:
     """Generate, score and tabulate MODEL on a split; resumes an interrupted run in OUT."""
     import shutil
 
@@ -180,7 +196,7 @@ def eval_cmd(model: str, data: str, split: str, judge_name: str, judge_opt: tupl
             shutil.rmtree(out)
         summary = run_eval(data, split, out, judge=judge, judge_name=judge_name, judge_options=opts, model=model,
                            batch_size=batch_size, max_new_tokens=max_new_tokens, limit=limit, method=method, k=k,
-                           mode=mode, items_file=items_file)
+                           mode=mode, items_file=items_file, privacy=privacy)
     except (BenchDataError, JudgeError, RunMismatch, GenerationError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

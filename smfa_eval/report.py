@@ -137,8 +137,12 @@ def write_report(runs: list[str | Path], out: str | Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pngs = figures(summaries, out)
+    from .privacy_report import privacy_sections
+
+    priv_md, priv_pngs = privacy_sections(summaries, out)  # empty for runs without privacy metrics
+    pngs += priv_pngs
     md = ["# smfa benchmark report", "", "## Table 1", "", table1(summaries), "## Table 2 (ablation)", "",
-          table2(summaries), "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in pngs]
+          table2(summaries), *priv_md, "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in pngs]
     path = out / "report.md"
     path.write_text("\n".join(md) + "\n")
     return path

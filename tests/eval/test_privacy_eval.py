@@ -131,3 +131,47 @@ def test_eval_with_privacy_writes_the_metrics(hold_bench, models, tmp_path):
 
     assert add_forget_quality(out, out) == 1.0
     assert json.loads((out / "summary.json").read_text())["privacy"]["forget_quality"] == 1.0
+
+
+def test_bench_run_with_a_trained_oracle(tiny_checkpoint, tmp_path):
+    """`smfa bench run --oracle-base`: the oracle is trained without the forget profiles,
+    evaluated as a row, and every other row gets forget quality and MIA AUCs."""
+    from click.testing import CliRunner
+
+    from smfa_cli.main import cli
+    from smfa_eval.build import build
+
+    data = tmp_path / "b"
+    build(data, profiles=4, seed=1, general_images=0, image_size=48, holdout=1)
+    model = tiny_checkpoint("qwen2_5_vl")
+    out = tmp_path / "run"
+    args = [str(a) for a in ["bench", "run", "--model", model, "--data", data, "--split", "forget05", "--out", out,
+                             "--limit", 1, "--max-new-tokens", 2, "--max-steps", 1, "--batch-size", 2,
+                             "--method", "idk", "--oracle-base", model, "--oracle-steps", 2]]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(x) for x in (out / "oracle" / "train" / "train.jsonl").read_text().splitlines()]
+    forget = Bench(data).split("forget05").forget
+    names = {p.name for p in Bench(data).profiles() if p.id in forget}
+    assert rows and not any(n in row["question"] + row["answer"] for row in rows for n in names)
+    assert not {row.get("image") for row in rows} & {f"images/portraits/{pid}.png" for pid in forget}
+    for label in ("vanilla", "idk"):
+        p = json.loads((out / label / "eval" / "summary.json").read_text())["privacy"]
+        assert 0.0 <= p["forget_quality"] <= 1.0 and p["mia_auc_loss"] is not None and p["utility"] is not None
+    report = (out / "report" / "report.md").read_text()
+    assert "| oracle |" in report and "Forget quality" in report
+    r = CliRunner().invoke(cli, args)  # rerun: the oracle is reused
+    assert r.exit_code == 0 and "oracle: reusing" in r.output, r.output
+
+
+def test_bench_run_oracle_errors_before_training(tiny_checkpoint, small_bench, tmp_path):
+    from click.testing import CliRunner
+
+    from smfa_cli.main import cli
+
+    model, out = tiny_checkpoint("qwen2_5_vl"), tmp_path / "bad"
+    r = CliRunner().invoke(cli, [str(a) for a in ["bench", "run", "--model", model, "--data", small_bench,
+                                                  "--out", out, "--method", "idk", "--oracle-base", model,
+                                                  "--oracle-model", model]])
+    assert r.exit_code != 0 and "not both" in r.output and "Traceback" not in r.output
+    assert not out.exists()

@@ -12,6 +12,7 @@ COMMAND_MODULES = (
     "smfa_cli.methods_cmds",  # methods, train, unlearn
     "smfa_cli.eval_cmds",     # bench build, eval, report
     "smfa_cli.reproduce_cmd", # reproduce
+    "smfa_cli.attack_cmd",    # attack relearn|quantize|perturb
 )
 
 

@@ -33,15 +33,17 @@ class RunMismatch(ValueError):
 
 
 def select_items(bench: Bench, split: str, tasks: Sequence[str] = TASKS, limit: int | None = None,
-                 items: str = "eval") -> list[EvalItem]:
+                 items: str = "eval", exclude: Sequence[str] = ()) -> list[EvalItem]:
     """The split's forget profiles are the forget set; every other profile is the retain set.
     `limit` keeps the first N items of each (set, task) in file order; `items` names the
-    manifest file ("eval": paraphrases; "eval_template": the fine-tuning wordings)."""
+    manifest file ("eval": paraphrases; "eval_template": the fine-tuning wordings); `exclude`:
+    item ids left out (e.g. the facts a relearning attack trained on)."""
     forget = set(bench.split(split).forget)
+    skip = set(exclude)
     counts: dict[tuple[str, str], int] = {}
     out = []
     for it in bench.qa(items):
-        if it.task not in tasks:
+        if it.task not in tasks or it.id in skip:
             continue
         s = "forget" if it.profile_id in forget else "retain"
         n = counts.get((s, it.task), 0)
@@ -58,8 +60,10 @@ def _check_run(out: Path, config: dict) -> None:
     path = out / "run.json"
     if path.is_file():
         old = json.loads(path.read_text())
-        keys = ("model", "data", "split", "judge", "judge_options", "max_new_tokens", "limit", "tasks", "items")
+        keys = ("model", "data", "split", "judge", "judge_options", "max_new_tokens", "limit", "tasks", "items",
+                "exclude")
         old.setdefault("items", "eval")  # runs written before the template view existed
+        old.setdefault("exclude", [])
         diff = [k for k in keys if old.get(k) != config.get(k)]
         if diff:
             raise RunMismatch(f"{out} holds a run with different {', '.join(diff)}; use another --out or --overwrite")
@@ -113,18 +117,19 @@ def run_eval(data: str | Path, split: str, out: str | Path, *, judge: Judge, jud
              batch_size: int = 8, max_new_tokens: int = 64, limit: int | None = None, tasks: Sequence[str] = TASKS,
              method: str | None = None, k: float | None = None, mode: str | None = None, progress: bool = True,
              generator_factory: Callable[[], Generator] | None = None, items_file: str = "eval",
-             privacy: bool = False) -> dict:
+             privacy: bool = False, exclude: Sequence[str] = ()) -> dict:
     """Evaluate `model` (or a ready `generator`) on `split` of the benchmark at `data`;
     `items_file` as `select_items`' `items`. `privacy`: also the likelihood metrics of
     `privacy.py` (MCQ, truth ratio, MIA, over-refusal, utility; needs a model to score)."""
     bench = Bench(data)
     out = Path(out)
-    items = select_items(bench, split, tasks, limit, items_file)
+    items = select_items(bench, split, tasks, limit, items_file, exclude)
     config = {"model": str(model) if model else None, "data": str(Path(data).resolve()), "split": split,
               "items": items_file,
               "judge": judge_name, "judge_options": judge_options or {}, "max_new_tokens": max_new_tokens,
               "limit": limit, "tasks": list(tasks), "method": method or (Path(model).name if model else "model"),
-              "k": k, "mode": mode, "schema_version": bench.manifest.schema_version, "privacy": privacy}
+              "k": k, "mode": mode, "schema_version": bench.manifest.schema_version, "privacy": privacy,
+              "exclude": sorted(exclude)}
     _check_run(out, config)
     prompts = [Prompt(e.item.id, e.item.question, bench.root / e.item.image if e.item.image else None) for e in items]
     gen_path = out / "generations.jsonl"

@@ -1,0 +1,73 @@
+"""`smfa attack KIND`: make the attacked model (or benchmark), then evaluate it like any model."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..schema import Bench
+from . import AttackError, finished, method_label, record
+
+KINDS = ("relearn", "quantize", "perturb")
+
+
+def attack_name(kind: str, params: dict) -> str:
+    """The suffix of the attacked model's label: relearn, int8, int4, perturb."""
+    return f"int{params['bits']}" if kind == "quantize" else kind
+
+
+def run_attack(kind: str, model: Path, data: Path, split: str, out: Path, *, params: dict[str, Any],
+               eval_kw: dict[str, Any], label: str | None = None, progress: bool | None = None,
+               log: Callable[[str], None] = print) -> dict:
+    """Attack `model` (see the package doc), evaluate into OUT/eval; returns the eval summary.
+    `params`: the attack's own settings; `eval_kw`: run_eval's keyword arguments (judge, limit, ...)."""
+    from ..evaluate import run_eval
+
+    if kind not in KINDS:
+        raise AttackError(f"unknown attack {kind!r}; one of {', '.join(KINDS)}")
+    if not (model / "config.json").is_file():
+        raise AttackError(f"--model {model}: not a transformers model directory (no config.json)")
+    bench = Bench(data)
+    bench.split(split)  # a bad split fails before any work
+    name = f"{label or method_label(model)}+{attack_name(kind, params)}"
+    settings = {"attack": kind, "model": str(model.resolve()), "data": str(bench.root.resolve()), "split": split,
+                **params}
+    out.mkdir(parents=True, exist_ok=True)
+    result = finished(out, settings)
+    if result is None:
+        log(f"{name}: attacking -> {out}")
+        result = _make(kind, model, bench, split, out, params, progress)
+        record(out, settings, result)
+    else:
+        log(f"{name}: reusing the attacked {'benchmark' if kind == 'perturb' else 'model'} in {out}")
+    attacked = model if kind == "perturb" else out / "model"
+    eval_data = out / "bench" if kind == "perturb" else bench.root
+    return run_eval(eval_data, split, out / "eval", model=str(attacked), method=name,
+                    exclude=result.get("excluded", []), progress=bool(progress), **eval_kw)
+
+
+def _make(kind: str, model: Path, bench: Bench, split: str, out: Path, params: dict, progress: bool | None) -> dict:
+    if kind == "quantize":
+        from .quantize import quantize_checkpoint
+
+        tmp = out / ".model.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        info = quantize_checkpoint(model, tmp, params["bits"], params["group_size"])
+        shutil.rmtree(out / "model", ignore_errors=True)
+        tmp.rename(out / "model")
+        return info
+    if kind == "relearn":
+        from .relearn import relearn
+
+        _, excluded, info = relearn(model, bench, split, out / "relearn", steps=params["steps"], lr=params["lr"],
+                                    fraction=params["fraction"], batch_size=params["batch_size"],
+                                    mode=params["mode"], seed=params["seed"], progress=progress)
+        if (out / "model").exists():
+            shutil.rmtree(out / "model")
+        (out / "relearn" / "model").rename(out / "model")
+        return {**info, "excluded": excluded}
+    from .perturb import perturbed_bench
+
+    return perturbed_bench(bench, split, out / "bench", params["seed"])

@@ -30,7 +30,11 @@ def run_attack(kind: str, model: Path, data: Path, split: str, out: Path, *, par
     if not (model / "config.json").is_file():
         raise AttackError(f"--model {model}: not a transformers model directory (no config.json)")
     bench = Bench(data)
-    bench.split(split)  # a bad split fails before any work
+    bench.split(split)  # a bad split or option fails before any work
+    if kind == "relearn" and not 0.0 < params["fraction"] < 1.0:
+        raise AttackError(f"--fraction must be in (0, 1), got {params['fraction']}")
+    if kind == "quantize" and params["bits"] not in (4, 8):
+        raise AttackError(f"--bits must be 8 or 4, got {params['bits']}")
     name = f"{label or method_label(model)}+{attack_name(kind, params)}"
     settings = {"attack": kind, "model": str(model.resolve()), "data": str(bench.root.resolve()), "split": split,
                 **params}

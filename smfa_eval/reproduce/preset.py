@@ -67,6 +67,8 @@ class Protocol:
     max_new_tokens: int = 48
     dev_seed: int = 1
     test_seed: int = 0
+    privacy: bool = False               # oracle, MCQ / truth ratio / MIA ... (privacy_steps.py)
+    attacks: tuple[str, ...] = ()       # of relearn, int8, int4, perturb (needs privacy)
 
 
 @dataclass(frozen=True)
@@ -204,10 +206,14 @@ def load_preset(name_or_path: str) -> Preset:
     for s in (*protocol.splits, protocol.ablation_split):
         _check(s in SPLITS, src, "protocol", f"names split {s!r}; valid: {list(SPLITS)}")
     _check(protocol.ablation_split in protocol.splits, src, "protocol.ablation_split", "must be one of the splits")
+    bad = sorted(set(protocol.attacks) - {"relearn", "int8", "int4", "perturb"})
+    _check(not bad, src, "protocol.attacks", f"has unknown attack(s) {bad}; valid: relearn, int8, int4, perturb")
+    _check(protocol.privacy or not protocol.attacks, src, "protocol.attacks", "needs protocol.privacy = true")
     bench = raw.get("bench", {})
     _check(isinstance(bench, dict) and all(isinstance(v, int) and v >= 0 for v in bench.values()), src, "[bench]",
            "must hold non-negative integers")
-    unknown = sorted(set(bench) - {"profiles", "general_images", "image_size", "rewordings", "pretrain_people"})
+    unknown = sorted(set(bench) - {"profiles", "general_images", "image_size", "rewordings", "pretrain_people",
+                                 "holdout"})
     _check(not unknown, src, "[bench]", f"has unknown key(s) {unknown}")
     model = raw.get("model", {})
     _check(isinstance(model, dict), src, "[model]", "must be a table")

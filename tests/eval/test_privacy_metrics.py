@@ -98,3 +98,23 @@ def test_harmonic_mean():
     assert M.harmonic_mean([0.9, 0.0]) == 0.0
     with pytest.raises(ValueError):
         M.harmonic_mean([])
+
+
+def test_privacy_records_and_survival():
+    from smfa_eval.reproduce.privacy_records import attacked_label, privacy_records, survives
+
+    summary = {"groups": {"forget/text_memory": {"mcq_acc": 0.25, "truth_ratio": 0.9},
+                          "retain/text_memory": {"mcq_acc": 1.0, "truth_ratio": None}},
+               "privacy": {"forget_quality": 0.3, "mia_auc_loss": 0.55, "mia_auc_zlib": None, "over_refusal": 0.1,
+                           "utility": 0.4}}
+    recs = privacy_records(summary, model=attacked_label("smfa", "int4"), split="forget10", phrasing="paraphrase",
+                           seed=0)
+    got = {(r["set"], r["task"], r["metric"]): r["value"] for r in recs}
+    assert got == {("forget", "text_memory", "mcq_acc"): 0.25, ("forget", "text_memory", "truth_ratio"): 0.9,
+                   ("retain", "text_memory", "mcq_acc"): 1.0, ("forget", "all", "forget_quality"): 0.3,
+                   ("forget", "all", "mia_auc_loss"): 0.55, ("retain", "all", "over_refusal"): 0.1,
+                   ("retain", "all", "utility"): 0.4}
+    assert all(r["model"] == "smfa+int4" and r["seed"] == 0 for r in recs)
+    assert privacy_records({"groups": {}}, model="m", split="s", phrasing="p", seed=0) == []
+    # original 0.8 -> unlearned 0.2 (0.6 removed); back to 0.45 is 0.25 < 0.3: survives; 0.55 is not
+    assert survives(0.2, 0.45, 0.8) and not survives(0.2, 0.55, 0.8) and not survives(0.8, 0.8, 0.8)

@@ -1,0 +1,84 @@
+"""`smfa reproduce` with `[protocol] privacy = true` and every attack, on a preset tiny enough
+for the test suite: the oracle is trained without the forget profiles, every model gets the
+privacy records, attacked models are named METHOD+ATTACK, and the report shows the tables."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from smfa_cli.main import cli
+from smfa_eval.reproduce.results import value
+
+PRESET = """
+name = "privacy-test"
+description = "plumbing of the privacy steps"
+arch = "qwen2_5_vl"
+
+[bench]
+profiles = 10
+general_images = 2
+image_size = 64
+holdout = 2
+
+[model]
+vocab_size = 384
+hidden = 32
+layers = 1
+heads = 2
+kv_heads = 1
+intermediate = 64
+vision_hidden = 32
+vision_layers = 1
+
+[original]
+data = ["finetune"]
+max_steps = 4
+lr = 3e-3
+batch_size = 8
+
+[unlearn]
+mode = "full"
+epochs = 1
+lr = 1e-3
+batch_size = 8
+
+[methods]
+idk = {}
+
+[protocol]
+splits = ["forget10"]
+ablation_split = "forget10"
+k_sweep = []
+eval_limit = 2
+max_new_tokens = 4
+privacy = true
+attacks = ["relearn", "int8", "int4", "perturb"]
+"""
+
+
+def test_reproduce_with_privacy_and_attacks(tmp_path):
+    preset = tmp_path / "p.toml"
+    preset.write_text(PRESET)
+    out = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["reproduce", "--preset", str(preset), "--out", str(out), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    recs = json.loads((out / "results.json").read_text())
+    rows = [json.loads(x) for x in (out / "oracle" / "forget10" / "train.jsonl").read_text().splitlines()]
+    forget = json.loads((out / "bench" / "manifest.json").read_text())["splits"]["forget10"]["forget"]
+    assert rows and not any(row.get("image", "").endswith(f"{pid}.png") for row in rows for pid in forget)
+    q = dict(split="forget10", phrasing="paraphrase")
+    for m in ("original", "idk", "oracle", "idk+relearn", "idk+int8", "idk+int4", "idk+perturb"):
+        assert value(recs, model=m, set="retain", task="all", metric="utility", **q) is not None, m
+        assert value(recs, model=m, set="forget", task="all", metric="mia_auc_loss", **q) is not None, m
+        assert value(recs, model=m, set="forget", task="text_memory", metric="rougeL", **q) is not None, m
+        assert value(recs, model=m, set="forget", task="text_memory", metric="mcq_acc", **q) is not None, m
+    for m in ("original", "idk", "idk+int4"):
+        fq = value(recs, model=m, set="forget", task="all", metric="forget_quality", **q)
+        assert fq is not None and 0.0 <= fq <= 1.0, m
+    report = (out / "report.md").read_text()
+    assert "## Privacy (forget10)" in report and "## Robustness (forget10)" in report and "| idk |" in report
+    assert (out / "forget_quality_vs_utility_forget10.png").is_file() and (out / "robustness_forget10.png").is_file()
+    r = CliRunner().invoke(cli, ["reproduce", "--preset", str(preset), "--out", str(out), "--no-progress"])
+    assert r.exit_code == 0 and "[run ]" not in r.output, r.output  # every step, privacy ones too, is reused

@@ -30,7 +30,7 @@ def test_bench_build_and_errors(run, tmp_path):
     r = run("bench", "build", "--profiles", 6, "--seed", 2, "--general-images", 2, "--out", tmp_path / "b")
     assert r.exit_code == 0, r.output
     assert "6 profiles" in r.output and "forget05 1+1" in r.output
-    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["schema_version"] == "1.1"
+    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["schema_version"] == "1.2"
     r = run("bench", "build", "--profiles", 6, "--out", tmp_path / "b")
     assert r.exit_code == 1 and "Error:" in r.output and "not empty" in r.output and "Traceback" not in r.output
     r = run("bench", "build", "--profiles", 1, "--out", tmp_path / "c")

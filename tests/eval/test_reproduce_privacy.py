@@ -82,3 +82,18 @@ def test_reproduce_with_privacy_and_attacks(tmp_path):
     assert (out / "forget_quality_vs_utility_forget10.png").is_file() and (out / "robustness_forget10.png").is_file()
     r = CliRunner().invoke(cli, ["reproduce", "--preset", str(preset), "--out", str(out), "--no-progress"])
     assert r.exit_code == 0 and "[run ]" not in r.output, r.output  # every step, privacy ones too, is reused
+
+
+def test_preset_attack_errors_name_the_key(tmp_path):
+    import pytest
+
+    from smfa_eval.reproduce.preset import PresetError, load_preset
+
+    for old, new, match in (('attacks = ["relearn", "int8", "int4", "perturb"]', 'attacks = ["int3"]',
+                             r"protocol\.attacks.*unknown attack\(s\) \['int3'\]"),
+                            ("privacy = true", "privacy = false", r"protocol\.attacks.*needs protocol\.privacy"),
+                            ("holdout = 2", "holdout = 2\nholdouts = 1", r"\[bench\] has unknown key")):
+        p = tmp_path / "p.toml"
+        p.write_text(PRESET.replace(old, new))
+        with pytest.raises(PresetError, match=match):
+            load_preset(str(p))

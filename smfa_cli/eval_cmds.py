@@ -48,7 +48,9 @@ def build_cmd(n_profiles: int, seed: int, out: Path, general_images: int | None,
     except (FileExistsError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     sizes = ", ".join(f"{k} {len(v.forget)}+{len(v.retain_fewshot)}" for k, v in manifest.splits.items())
-    click.echo(f"wrote {out}: {n_profiles} profiles, schema {manifest.schema_version}; splits (forget+retain): {sizes}")
+    held = f", {len(manifest.holdout)} holdout" if manifest.holdout else ""
+    click.echo(f"wrote {out}: {n_profiles} profiles{held}, schema {manifest.schema_version}; "
+               f"splits (forget+retain): {sizes}")
 
 
 def _parse_opts(pairs: tuple[str, ...], config: Path | None) -> dict:

@@ -155,7 +155,8 @@ def run_eval(data: str | Path, split: str, out: str | Path, *, judge: Judge, jud
     if privacy:
         from .privacy import add_privacy, scorer_for
 
-        extra = add_privacy(bench, split, rows, scorer_for(model, generator), items_file=items_file)
+        extra = add_privacy(bench, split, rows, scorer_for(model, generator), items_file=items_file,
+                            exclude=exclude)
         write_jsonl(out / "mia.jsonl", extra.pop("mia_rows"))
     write_jsonl(out / "items.jsonl", rows)
     summary = {"run": config, **summarise(rows)}

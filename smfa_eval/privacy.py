@@ -23,6 +23,7 @@ from .schema import Bench, BenchDataError, QAItem
 
 MIA_SCORES = ("loss", "zlib", "mink", "minkpp")
 MIN_K = 0.2  # the share of lowest-probability tokens Min-K% and Min-K%++ average
+FUN_FACT_PARTS = ("talent", "hobby", "food")
 
 
 def _text(bench: Bench, it: QAItem, answer: str | None = None) -> ScoredText:
@@ -103,11 +104,22 @@ def scorer_for(model: str | Path | None, generator: object | None) -> Likelihood
     return LikelihoodScorer.from_path(model)
 
 
+def fact_of(it: QAItem) -> tuple[str, str]:
+    """(profile, attribute) of an item; the fun fact's parts count as the fun fact, where they
+    are trained."""
+    return (it.profile_id or "", "fun_fact" if it.attribute in FUN_FACT_PARTS else it.attribute)
+
+
 def add_privacy(bench: Bench, split: str, rows: list[dict], scorer: LikelihoodScorer, *, items_file: str = "eval",
-                mia: bool = True) -> dict:
+                mia: bool = True, exclude: Sequence[str] = ()) -> dict:
     """Add the per-item metrics to `rows` (items.jsonl rows of `smfa eval` on `items_file`)
-    and return the summary's additions: {"groups": {key: {...}}, "privacy": {...}, "mia_rows": [...]}."""
-    items = {it.id: it for it in bench.qa(items_file)}
+    and return the summary's additions: {"groups": {key: {...}}, "privacy": {...}, "mia_rows": [...]}.
+    `exclude`: the evaluation item ids left out of the run; the forget-file rows about the same
+    facts are left out of the MIA members too (a relearning attack trained on them)."""
+    all_items = bench.qa(items_file)
+    skip = set(exclude)
+    skip_facts = {fact_of(it) for it in all_items if it.id in skip}
+    items = {it.id: it for it in all_items}
     evaluated = [items[r["id"]] for r in rows if r["id"] in items]
     pool = list(items.values())
     if "holdout_eval" in bench.manifest.files:
@@ -131,7 +143,8 @@ def add_privacy(bench: Bench, split: str, rows: list[dict], scorer: LikelihoodSc
             raise BenchDataError(f"{bench.root / 'manifest.json'}: split {split!r} has no forget_file for MIA")
         from .schema import read_qa
 
-        members = read_qa(bench.root / sp.forget_file, bench.root, bench.check_images)
+        members = [it for it in read_qa(bench.root / sp.forget_file, bench.root, bench.check_images)
+                   if fact_of(it) not in skip_facts]
         nonmembers = bench.qa("holdout_qa")
         m, n = mia_scores(scorer, bench, members), mia_scores(scorer, bench, nonmembers)
         priv.update(mia_aucs(m, n), mia_members=len(m), mia_nonmembers=len(n))

@@ -15,15 +15,9 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..privacy import fact_of as _fact
 from ..schema import Bench, QAItem, read_qa
 from . import AttackError
-
-FUN_FACT_PARTS = ("talent", "hobby", "food")
-
-
-def _fact(it: QAItem) -> tuple[str, str]:
-    attr = "fun_fact" if it.attribute in FUN_FACT_PARTS else it.attribute
-    return (it.profile_id or "", attr)
 
 
 def relearn_facts(forget: Sequence[QAItem], fraction: float, seed: int) -> set[tuple[str, str]]:

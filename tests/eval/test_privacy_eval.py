@@ -175,3 +175,32 @@ def test_bench_run_oracle_errors_before_training(tiny_checkpoint, small_bench, t
                                                   "--oracle-model", model]])
     assert r.exit_code != 0 and "not both" in r.output and "Traceback" not in r.output
     assert not out.exists()
+
+
+def test_excluded_facts_leave_the_mia_members_too(hold_bench, models, tmp_path):
+    """A relearning attack's evaluation leaves out the facts it trained on: from the answers
+    and from the MIA members (their forget-file rows)."""
+    from smfa_eval.evaluate import run_eval
+    from smfa_eval.judges import get_judge
+
+    b = Bench(hold_bench)
+    forget = set(b.split("forget05").forget)
+    ex = [it.id for it in b.qa("eval") if it.profile_id in forget and it.attribute in ("birthplace", "talent")]
+    s = run_eval(hold_bench, "forget05", tmp_path / "e", judge=get_judge("heuristic"), judge_name="heuristic",
+                 model=str(models[1]), max_new_tokens=2, limit=1, tasks=("text_memory",), progress=False,
+                 privacy=True, exclude=ex)
+    # birthplace: 1 text + 1 image row; talent counts as the fun fact: 1 text + 1 image row
+    assert s["privacy"]["mia_members"] == 21 - 4 and s["run"]["exclude"] == sorted(ex)
+
+
+def test_holdout_people_differ_from_pretraining_people(tmp_path):
+    from smfa_eval.build import build
+    from smfa_eval.schema import read_profiles
+
+    build(tmp_path / "b", profiles=4, seed=2, general_images=0, image_size=48, pretrain_people=3, holdout=3)
+    b = Bench(tmp_path / "b")
+    held = read_profiles(b.path("holdout"), b.root)
+    pre = {it.answer for it in b.qa("pretrain")}
+    trained_faces = {(p.portrait_attrs and tuple(sorted(p.portrait_attrs.items()))) for p in b.profiles()}
+    assert not any(p.name in a for p in held for a in pre)
+    assert not trained_faces & {tuple(sorted(p.portrait_attrs.items())) for p in held}

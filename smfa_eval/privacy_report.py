@@ -64,7 +64,8 @@ def robustness(summaries: list[dict]) -> dict[tuple[str, str], dict[str, dict]]:
     """(split, method) -> {"before" or attack: {"rougeL": forget memory ROUGE-L, "mcq": forget MCQ}}."""
     out: dict[tuple[str, str], dict[str, dict]] = {}
     for s in summaries:
-        base, attack = split_attack(_label(s))
+        # by method name, not display label: "smfa (k=2)" and its attacked "smfa+int4" pair up
+        base, attack = split_attack(s["run"].get("method") or "model")
         out.setdefault((s["run"]["split"], base), {})[attack or "before"] = {
             "rougeL": forget_memory(s, "rougeL_f"), "mcq": forget_memory(s, "mcq_acc")}
     return {k: v for k, v in out.items() if len(v) > 1 or any(a in v for a in ATTACKS)}

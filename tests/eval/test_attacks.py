@@ -131,12 +131,16 @@ def test_attack_commands_and_robustness_table(attack_args, tmp_path):
     base = tmp_path / "before"
     r = CliRunner().invoke(cli, [str(a) for a in ["eval", "--model", attack_args("x", "y")[3], "--data",
                                                   attack_args("x", "y")[5], "--split", "forget05", "--out", base,
-                                                  "--method", "smfa", "--limit", 1, "--max-new-tokens", 2]])
+                                                  "--method", "smfa", "--k", 2, "--limit", 1, "--max-new-tokens", 2]])
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(cli, ["report", str(base), *map(str, runs.values()), "--out", str(tmp_path / "rep")])
     assert r.exit_code == 0, r.output
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert "## Robustness (attacks)" in md and "| smfa [forget05] |" in md and (tmp_path / "rep" / "robustness.png").is_file()
+    # "smfa (k=2)" before, "smfa+int4" after: paired by method name
+    assert "## Robustness (attacks)" in md
+    row = next(line for line in md.splitlines() if line.startswith("| smfa [forget05] |"))
+    cells = [c.strip() for c in row.strip("|").split("|")][1:]
+    assert cells[0] != "-" and all(cells[i] != "-" for i in (2, 4, 6, 8))  # R before, relearn, int8, int4, perturb and (tmp_path / "rep" / "robustness.png").is_file()
 
 
 @pytest.mark.parametrize("extra,match", [(("--split", "forget99"), "no split 'forget99'"),

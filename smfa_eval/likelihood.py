@@ -82,14 +82,20 @@ class LikelihoodScorer:
         labels = batch.pop("labels")
         dtype = next(self.model.parameters()).dtype
         inputs = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in batch.items()}
-        with torch.no_grad():
-            logits = self.model(**inputs).logits.float()
-        logp = torch.log_softmax(logits[:, :-1], dim=-1)  # position t predicts token t + 1
-        target = labels[:, 1:]
+        target = labels[:, 1:]  # position t predicts token t + 1
         mask = target != IGNORE_INDEX
-        tok_lp = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        with torch.no_grad():
+            logits = self.model(**inputs).logits[:, :-1]
+            # only the answer positions: a real vocabulary x the whole prompt would not fit
+            logp = torch.log_softmax(logits[mask].float(), dim=-1)
+        tok_lp = logp.gather(-1, target[mask].unsqueeze(-1)).squeeze(-1)
         p = logp.exp()
         mu = (p * logp).sum(-1)
         sigma = ((p * logp.square()).sum(-1) - mu.square()).clamp(min=0).sqrt()
-        return [TokenScores(tok_lp[r][mask[r]].tolist(), mu[r][mask[r]].tolist(), sigma[r][mask[r]].tolist())
-                for r in range(len(examples))]
+        counts = mask.sum(dim=1).tolist()
+        out, start = [], 0
+        for n in counts:  # the masked rows come out in batch order
+            out.append(TokenScores(tok_lp[start:start + n].tolist(), mu[start:start + n].tolist(),
+                                   sigma[start:start + n].tolist()))
+            start += n
+        return out

@@ -204,3 +204,36 @@ def test_holdout_people_differ_from_pretraining_people(tmp_path):
     trained_faces = {(p.portrait_attrs and tuple(sorted(p.portrait_attrs.items()))) for p in b.profiles()}
     assert not any(p.name in a for p in held for a in pre)
     assert not trained_faces & {tuple(sorted(p.portrait_attrs.items())) for p in held}
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2_5_vl"])
+def test_scorer_matches_a_direct_forward_pass(kind, tiny_checkpoint, small_bench):
+    """Each answer token's log-prob, mu and sigma as an unbatched forward pass of the training
+    encoding gives them; batching (right padding, images) changes nothing."""
+    import torch
+
+    from smfa_eval.likelihood import LikelihoodScorer, ScoredText
+    from smfa_methods.collators import ChatEncoder
+    from smfa_methods.data import Example
+
+    b = Bench(small_bench)
+    image = small_bench / b.qa("eval")[0].image if kind != "llama" else None
+    texts = [ScoredText("Where was Ann born?", "Ann was born in Lyon, France.", None),
+             ScoredText("Who is this?", "This person is Bo.", image),
+             ScoredText("Where does Ann live? Tell me in full.", "Ann lives in Oslo.", None)]
+    scorer = LikelihoodScorer.from_path(tiny_checkpoint(kind), batch_size=8)
+    got = scorer.score(texts)
+    enc = ChatEncoder(scorer.processor)
+    for t, g in zip(texts, got):
+        e = enc.encode(Example(t.question, t.answer, t.image if kind != "llama" else None))
+        labels = e.pop("labels")[0]
+        with torch.no_grad():
+            logits = scorer.model(**e).logits[0].float()
+        pos = [i for i in range(1, len(labels)) if labels[i] != -100]
+        want = [torch.log_softmax(logits[i - 1], -1)[labels[i]].item() for i in pos]
+        assert len(g.logprobs) == len(pos) and g.logprobs == pytest.approx(want, abs=1e-4)
+        dist = torch.softmax(logits[pos[0] - 1], -1)
+        lp = torch.log(dist)
+        mu = float((dist * lp).sum())
+        assert g.mu[0] == pytest.approx(mu, abs=1e-4)
+        assert g.sigma[0] == pytest.approx(float(((dist * (lp - mu) ** 2).sum()).sqrt()), abs=1e-4)

@@ -237,3 +237,17 @@ def test_scorer_matches_a_direct_forward_pass(kind, tiny_checkpoint, small_bench
         mu = float((dist * lp).sum())
         assert g.mu[0] == pytest.approx(mu, abs=1e-4)
         assert g.sigma[0] == pytest.approx(float(((dist * (lp - mu) ** 2).sum()).sqrt()), abs=1e-4)
+
+
+def test_eval_cli_privacy_flag(hold_bench, models, tmp_path):
+    from click.testing import CliRunner
+
+    from smfa_cli.main import cli
+
+    out = tmp_path / "cli"
+    r = CliRunner().invoke(cli, [str(a) for a in ["eval", "--model", models[1], "--data", hold_bench, "--split",
+                                                  "forget05", "--out", out, "--limit", 1, "--max-new-tokens", 2,
+                                                  "--privacy", "--json"]])
+    assert r.exit_code == 0, r.output
+    s = json.loads((out / "summary.json").read_text())
+    assert s["run"]["privacy"] is True and s["privacy"]["mia_auc_minkpp"] is not None

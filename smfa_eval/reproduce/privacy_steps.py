@@ -123,9 +123,11 @@ def privacy_split(repro: Reproduction, bench: Bench, split: str, models: dict[st
         items = repro.out / "eval" / split / step_label(label) / "paraphrase" / "items.jsonl"
         trs = forget_truth_ratios(items) if items.is_file() else []
         if trs and ref:
+            # the model's other records carry its k (SMFA, its ablation rows, the k-sweep): so does this one
+            k = next((r["k"] for r in repro.records if r["model"] == label and r["split"] == split and "k" in r), None)
             repro.records.append({"model": label, "split": split, "set": "forget", "task": "all",
                                   "phrasing": "paraphrase", "metric": "forget_quality", "seed": repro.seed,
-                                  "value": round(M.forget_quality(trs, ref), 6)})
+                                  "value": round(M.forget_quality(trs, ref), 6), **({"k": k} if k is not None else {})})
     for method, (model, reads) in models.items():
         for attack in repro.preset.protocol.attacks:
             label = f"{method}+{attack}"

@@ -46,6 +46,7 @@ batch_size = 8
 
 [methods]
 idk = {}
+smfa = { k = 2.0 }
 
 [protocol]
 splits = ["forget10"]
@@ -74,7 +75,10 @@ def test_reproduce_with_privacy_and_attacks(tmp_path):
         assert value(recs, model=m, set="forget", task="all", metric="mia_auc_loss", **q) is not None, m
         assert value(recs, model=m, set="forget", task="text_memory", metric="rougeL", **q) is not None, m
         assert value(recs, model=m, set="forget", task="text_memory", metric="mcq_acc", **q) is not None, m
-    for m in ("original", "idk", "idk+int4"):
+    # SMFA's records all carry its k, the forget-quality one too (the k-sweep figure reads it)
+    assert all(r.get("k") == 2.0 for r in recs if r["model"] == "smfa")
+    assert value(recs, model="smfa+relearn", set="forget", task="all", metric="forget_quality", **q) is not None
+    for m in ("original", "idk", "idk+int4", "smfa", "mfa"):
         fq = value(recs, model=m, set="forget", task="all", metric="forget_quality", **q)
         assert fq is not None and 0.0 <= fq <= 1.0, m
     report = (out / "report.md").read_text()

@@ -31,10 +31,11 @@ def _text(bench: Bench, it: QAItem, answer: str | None = None) -> ScoredText:
                       bench.root / it.image if it.image else None)
 
 
-def answer_metrics(scorer: LikelihoodScorer, bench: Bench, items: Sequence[QAItem],
-                   pool: Sequence[QAItem]) -> dict[str, dict]:
-    """item id -> {"mcq_correct": 0/1, "truth_ratio": R} for every eligible item."""
-    opts = options(items, pool)
+def answer_metrics(scorer: LikelihoodScorer, bench: Bench, items: Sequence[QAItem], pool: Sequence[QAItem],
+                   holdout: Sequence[QAItem] = ()) -> dict[str, dict]:
+    """item id -> {"mcq_correct": 0/1, "truth_ratio": R} for every eligible item (distractor
+    values from `holdout` first, then `pool`: mcq.py)."""
+    opts = options(items, pool, holdout)
     by_id = {it.id: it for it in items}
     flat = [(iid, _text(bench, by_id[iid], a)) for iid, answers in opts.items() for a in answers]
     scores = scorer.score([t for _, t in flat])
@@ -121,10 +122,8 @@ def add_privacy(bench: Bench, split: str, rows: list[dict], scorer: LikelihoodSc
     skip_facts = {fact_of(it) for it in all_items if it.id in skip}
     items = {it.id: it for it in all_items}
     evaluated = [items[r["id"]] for r in rows if r["id"] in items]
-    pool = list(items.values())
-    if "holdout_eval" in bench.manifest.files:
-        pool += bench.qa("holdout_eval")
-    per = answer_metrics(scorer, bench, evaluated, pool)
+    held = bench.qa("holdout_eval") if "holdout_eval" in bench.manifest.files else []
+    per = answer_metrics(scorer, bench, evaluated, list(items.values()), held)
     for r in rows:
         r.update(per.get(r["id"], {"mcq_correct": None, "truth_ratio": None}))
         r["refusal"] = M.is_refusal(r.get("prediction") or "", r.get("fact"))

@@ -118,3 +118,24 @@ def test_privacy_records_and_survival():
     assert privacy_records({"groups": {}}, model="m", split="s", phrasing="p", seed=0) == []
     # original 0.8 -> unlearned 0.2 (0.6 removed); back to 0.45 is 0.25 < 0.3: survives; 0.55 is not
     assert survives(0.2, 0.45, 0.8) and not survives(0.2, 0.55, 0.8) and not survives(0.8, 0.8, 0.8)
+
+
+def test_mcq_options_prefer_holdout_values():
+    from smfa_eval.mcq import options
+    from smfa_eval.schema import QAItem
+
+    def qa(i, city, answer=None):
+        return QAItem(id=i, task="text_memory", question="Where?", answer=answer or f"X was born in {city}.",
+                      attribute="birthplace", keys=[city])
+
+    item = qa("p1-tm", "Lyon")
+    pool = [item, qa("p2", "Oslo"), qa("p3", "Rome"), qa("p4", "Kyiv")]
+    held = [qa("h1", "Cork"), qa("h2", "Bonn"), qa("h3", "Lyon")]  # a holdout value equal to the truth is skipped
+    opts = options([item, qa("p5", "Nice", answer="Somewhere.")], pool, held)
+    assert list(opts) == ["p1-tm"]  # "Nice" is not in its answer: not eligible
+    ref, *wrong = opts["p1-tm"]
+    assert ref == "X was born in Lyon." and len(wrong) == 3
+    values = [w.removeprefix("X was born in ").removesuffix(".") for w in wrong]
+    assert set(values[:2]) == {"Cork", "Bonn"} and values[2] in {"Oslo", "Rome", "Kyiv"}
+    assert options([item], pool, held) == {"p1-tm": opts["p1-tm"]}  # seeded by the item id
+    assert len(options([item], pool)["p1-tm"]) == 4  # no holdout: all from the pool

@@ -173,3 +173,21 @@ def add_forget_quality(run: Path, oracle: Path) -> float | None:
     tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     tmp.replace(path)
     return fq
+
+
+def read_rows(items_path: Path) -> list[dict]:
+    return [json.loads(line) for line in items_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def forget_memory_means(rows: Sequence[dict], ids: set[str] | None = None) -> dict[str, dict[str, float | None]]:
+    """task -> {"rougeL": mean ROUGE-L F, "mcq_acc": mean MCQ} over the forget set's memory rows
+    (only those with an id in `ids`, when given): what the robustness tables compare. A
+    relearning attack is evaluated on the facts it did not train on; its "before" must be the
+    same facts (`ids` = the attacked run's ids), not the whole forget set."""
+    out = {}
+    for task in ("image_memory", "text_memory"):
+        sel = [r for r in rows if r["set"] == "forget" and r["task"] == task and (ids is None or r["id"] in ids)]
+        rl = [r["rougeL_f"] for r in sel if r.get("rougeL_f") is not None]
+        mc = [r["mcq_correct"] for r in sel if r.get("mcq_correct") is not None]
+        out[task] = {"rougeL": round(fmean(rl), 6) if rl else None, "mcq_acc": round(fmean(mc), 6) if mc else None}
+    return out

@@ -60,31 +60,46 @@ def privacy_table(summaries: list[dict]) -> str | None:
     return "\n".join(lines) + "\n" + note
 
 
-def robustness(summaries: list[dict]) -> dict[tuple[str, str], dict[str, dict]]:
-    """(split, method) -> {"before" or attack: {"rougeL": forget memory ROUGE-L, "mcq": forget MCQ}}."""
+def robustness(summaries: list[dict], dirs: list[Path] | None = None) -> dict[tuple[str, str], dict[str, dict]]:
+    """(split, method) -> {"before" or attack: {"rougeL": forget memory ROUGE-L, "mcq": forget MCQ}},
+    plus "relearn_before" (the method on the relearn run's own items) when the run
+    directories (`dirs`, in the order of `summaries`) hold items.jsonl."""
     out: dict[tuple[str, str], dict[str, dict]] = {}
-    for s in summaries:
+    where: dict[tuple[str, str, str], Path] = {}
+    for i, s in enumerate(summaries):
         # by method name, not display label: "smfa (k=2)" and its attacked "smfa+int4" pair up
         base, attack = split_attack(s["run"].get("method") or "model")
         out.setdefault((s["run"]["split"], base), {})[attack or "before"] = {
             "rougeL": forget_memory(s, "rougeL_f"), "mcq": forget_memory(s, "mcq_acc")}
-    return {k: v for k, v in out.items() if len(v) > 1 or any(a in v for a in ATTACKS)}
+        if dirs is not None:
+            where[(s["run"]["split"], base, attack or "before")] = Path(dirs[i])
+    for (split, base), by in out.items():
+        before, after = where.get((split, base, "before")), where.get((split, base, "relearn"))
+        if before and after and (before / "items.jsonl").is_file() and (after / "items.jsonl").is_file():
+            from .privacy import forget_memory_means, read_rows
+
+            ids = {r["id"] for r in read_rows(after / "items.jsonl")}
+            means = forget_memory_means(read_rows(before / "items.jsonl"), ids)
+            by["relearn_before"] = {"rougeL": _mean([m["rougeL"] for m in means.values()]),
+                                    "mcq": _mean([m["mcq_acc"] for m in means.values()])}
+    return {k: v for k, v in out.items() if any(a in v for a in ATTACKS)}
 
 
-def robustness_table(summaries: list[dict]) -> str | None:
-    table = robustness(summaries)
+def robustness_table(summaries: list[dict], dirs: list[Path] | None = None) -> str | None:
+    table = robustness(summaries, dirs)
     if not table:
         return None
-    cols = [f"{a} {m}" for a in ("before", *ATTACKS) for m in ("R", "MCQ")]
+    cols = [f"{a} {m}" for a in ("before", "relearn_before", *ATTACKS) for m in ("R", "MCQ")]
     lines = ["| Method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for (split, method), by in sorted(table.items()):
-        cells = [_fmt(by.get(a, {}).get(m)) for a in ("before", *ATTACKS) for m in ("rougeL", "mcq")]
+        cells = [_fmt(by.get(a, {}).get(m)) for a in ("before", "relearn_before", *ATTACKS) for m in ("rougeL", "mcq")]
         lines.append(f"| {method} [{split}] | " + " | ".join(cells) + " |")
     return ("\n".join(lines) + "\n\nForget-set memory (image + text) ROUGE-L F and MCQ accuracy before and after "
-            "each attack (smfa attack; lower = the forgetting survived). `-`: attack not run.\n")
+            "each attack (smfa attack; lower = the forgetting survived). relearn is evaluated on the forget facts "
+            "it did not train on; relearn_before is the method on those same items. `-`: not run.\n")
 
 
-def privacy_figures(summaries: list[dict], out: Path) -> list[Path]:
+def privacy_figures(summaries: list[dict], out: Path, dirs: list[Path] | None = None) -> list[Path]:
     """forget_quality_vs_utility_<split>.png per split, robustness.png."""
     import matplotlib
 
@@ -110,7 +125,7 @@ def privacy_figures(summaries: list[dict], out: Path) -> list[Path]:
         ax.set_ylabel("model utility (harmonic mean)")
         ax.set_title(f"Forget quality vs utility [{split}]")
         written.append(_save(fig, out / f"forget_quality_vs_utility_{split}.png"))
-    table = robustness(summaries)
+    table = robustness(summaries, dirs)
     if table:
         fig, ax = plt.subplots(figsize=(7, 4))
         keys = sorted(table)
@@ -128,13 +143,14 @@ def privacy_figures(summaries: list[dict], out: Path) -> list[Path]:
     return written
 
 
-def privacy_sections(summaries: list[dict], out: Path) -> tuple[list[str], list[Path]]:
-    """The report's markdown lines for the privacy and robustness tables, and their figures."""
+def privacy_sections(summaries: list[dict], out: Path, dirs: list[Path] | None = None) -> tuple[list[str], list[Path]]:
+    """The report's markdown lines for the privacy and robustness tables, and their figures
+    (`dirs`: the runs' directories, in the order of `summaries`)."""
     md: list[str] = []
     t = privacy_table(summaries)
     if t:
         md += ["## Privacy (forget quality, membership inference, over-refusal, utility)", "", t]
-    r = robustness_table(summaries)
+    r = robustness_table(summaries, dirs)
     if r:
         md += ["## Robustness (attacks)", "", r]
-    return md, (privacy_figures(summaries, out) if md else [])
+    return md, (privacy_figures(summaries, out, dirs) if md else [])

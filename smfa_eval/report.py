@@ -139,7 +139,8 @@ def write_report(runs: list[str | Path], out: str | Path) -> Path:
     pngs = figures(summaries, out)
     from .privacy_report import privacy_sections
 
-    priv_md, priv_pngs = privacy_sections(summaries, out)  # empty for runs without privacy metrics
+    dirs = [Path(r) if Path(r).is_dir() else Path(r).parent for r in runs]
+    priv_md, priv_pngs = privacy_sections(summaries, out, dirs)  # empty for runs without privacy metrics
     pngs += priv_pngs
     md = ["# smfa benchmark report", "", "## Table 1", "", table1(summaries), "## Table 2 (ablation)", "",
           table2(summaries), *priv_md, "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in pngs]

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .pipeline import Reproduction
 
 ORACLE = "oracle"
+RELEARN_HELDOUT = "relearn_heldout"  # the records' phrasing of a method on the relearn attack's held-out facts
 RELEARN = {"steps": 20, "fraction": 0.5, "batch_size": 4, "mode": "full", "seed": 0}
 
 
@@ -106,6 +107,29 @@ def attack_model(repro: Reproduction, bench: Bench, model: Path, split: str, met
     return attacked, data, list(info.get("excluded", [])), (*reads, name)
 
 
+def _k(repro: Reproduction, label: str, split: str) -> dict:
+    """{"k": K} when the model's other records carry one (SMFA, its ablation rows, the
+    k-sweep; the k-sweep figure reads it from every record of "smfa"), else {}."""
+    k = next((r["k"] for r in repro.records if r["model"] == label and r["split"] == split and "k" in r), None)
+    return {"k": k} if k is not None else {}
+
+
+def _heldout_before(repro: Reproduction, split: str, method: str, attacked: Path) -> None:
+    """Records of METHOD (phrasing "relearn_heldout") on exactly the forget items the relearning
+    attack was evaluated on: the "before" its "after" is compared with."""
+    from ..privacy import forget_memory_means, read_rows
+    from .pipeline import step_label
+
+    before = repro.out / "eval" / split / step_label(method) / "paraphrase" / "items.jsonl"
+    ids = {r["id"] for r in read_rows(attacked / "items.jsonl")}
+    for task, vals in forget_memory_means(read_rows(before), ids).items():
+        for metric, v in vals.items():
+            if v is not None:
+                repro.records.append({"model": method, "split": split, "set": "forget", "task": task,
+                                      "phrasing": RELEARN_HELDOUT, "metric": metric, "value": v, "seed": repro.seed,
+                                      **_k(repro, method, split)})
+
+
 def privacy_split(repro: Reproduction, bench: Bench, split: str, models: dict[str, tuple[Path, tuple[str, ...]]]) -> None:
     """Oracle, forget quality and attacks for one split. `models`: label -> (model dir, reads)
     of the methods to attack (the main rows); their evaluations must already be in eval/."""
@@ -123,17 +147,21 @@ def privacy_split(repro: Reproduction, bench: Bench, split: str, models: dict[st
         items = repro.out / "eval" / split / step_label(label) / "paraphrase" / "items.jsonl"
         trs = forget_truth_ratios(items) if items.is_file() else []
         if trs and ref:
-            # the model's other records carry its k (SMFA, its ablation rows, the k-sweep): so does this one
-            k = next((r["k"] for r in repro.records if r["model"] == label and r["split"] == split and "k" in r), None)
             repro.records.append({"model": label, "split": split, "set": "forget", "task": "all",
                                   "phrasing": "paraphrase", "metric": "forget_quality", "seed": repro.seed,
-                                  "value": round(M.forget_quality(trs, ref), 6), **({"k": k} if k is not None else {})})
+                                  "value": round(M.forget_quality(trs, ref), 6), **_k(repro, label, split)})
     for method, (model, reads) in models.items():
         for attack in repro.preset.protocol.attacks:
             label = f"{method}+{attack}"
             attacked, data, excluded, areads = attack_model(repro, bench, model, split, method, attack, reads)
             d = _eval(repro, data, attacked, split, label, areads, excluded)
             _records(repro, bench, d, split, label)
+            if attack == "relearn":
+                _heldout_before(repro, split, method, d)
+                # the held-out facts depend on the seed only: the original's are the same for every method
+                if not any(r["model"] == "original" and r["phrasing"] == RELEARN_HELDOUT and r["split"] == split
+                           for r in repro.records):
+                    _heldout_before(repro, split, "original", d)
             trs = forget_truth_ratios(d / "items.jsonl")
             if trs and ref:
                 repro.records.append({"model": label, "split": split, "set": "forget", "task": "all",

@@ -22,8 +22,8 @@ def _mean(vals: list[float | None]) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
-def forget_memory(records: list[dict], model: str, split: str, metric: str) -> float | None:
-    return _mean([value(records, model=model, split=split, set="forget", task=t, phrasing=P, metric=metric)
+def forget_memory(records: list[dict], model: str, split: str, metric: str, phrasing: str = P) -> float | None:
+    return _mean([value(records, model=model, split=split, set="forget", task=t, phrasing=phrasing, metric=metric)
                   for t in ("image_memory", "text_memory")])
 
 
@@ -65,7 +65,15 @@ def robustness_rows(records: list[dict], split: str) -> list[tuple[str, dict[str
             r = forget_memory(records, f"{m}+{a}", split, "rougeL")
             if r is None:
                 continue
-            ok = survives(before, r, original) if before is not None and original is not None else None
+            # relearn is evaluated on the facts it did not train on: compare with the same facts before
+            ref, orig = before, original
+            if a == "relearn":
+                held = forget_memory(records, m, split, "rougeL", "relearn_heldout")
+                held_orig = forget_memory(records, "original", split, "rougeL", "relearn_heldout")
+                if held is not None and held_orig is not None:
+                    ref, orig = held, held_orig
+                by["relearn_before"] = (ref, forget_memory(records, m, split, "mcq_acc", "relearn_heldout"), None)
+            ok = survives(ref, r, orig) if ref is not None and orig is not None else None
             by[a] = (r, forget_memory(records, f"{m}+{a}", split, "mcq_acc"), ok)
         rows.append((m, by))
     return rows
@@ -75,17 +83,19 @@ def robustness_table(records: list[dict], split: str) -> str | None:
     rows = robustness_rows(records, split)
     if not rows:
         return None
-    cols = ["before R", "before MCQ"] + [f"{a} {x}" for a in ATTACKS for x in ("R", "MCQ", "survives")]
+    cols = (["before R", "before MCQ", "held-out before R"]
+            + [f"{a} {x}" for a in ATTACKS for x in ("R", "MCQ", "survives")])
     out = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for m, by in rows:
-        cells = [_f(by["before"][0]), _f(by["before"][1])]
+        cells = [_f(by["before"][0]), _f(by["before"][1]), _f(by.get("relearn_before", (None,))[0])]
         for a in ATTACKS:
             r, q, ok = by.get(a, (None, None, None))
             cells += [_f(r), _f(q), "-" if ok is None else ("yes" if ok else "**no**")]
         out.append(f"| {m} | " + " | ".join(cells) + " |")
     return ("\n".join(out) + "\n\nForget memory ROUGE-L (R) and MCQ accuracy before and after each attack; a method "
             "survives an attack when it brings back less than half of the ROUGE-L that unlearning removed from "
-            "the original.\n")
+            "the original. Relearn is evaluated on the forget facts it did not train on and compared with the "
+            "method on those same facts (held-out before R).\n")
 
 
 def privacy_figures(records: list[dict], splits: tuple[str, ...], out: Path) -> list[Path]:

@@ -140,7 +140,19 @@ def test_attack_commands_and_robustness_table(attack_args, tmp_path):
     assert "## Robustness (attacks)" in md
     row = next(line for line in md.splitlines() if line.startswith("| smfa [forget05] |"))
     cells = [c.strip() for c in row.strip("|").split("|")][1:]
-    assert cells[0] != "-" and all(cells[i] != "-" for i in (2, 4, 6, 8))  # R before, relearn, int8, int4, perturb and (tmp_path / "rep" / "robustness.png").is_file()
+    # R before, on the relearn run's items, after relearn, int8, int4, perturb
+    assert all(cells[i] != "-" for i in (0, 2, 4, 6, 8, 10)), row
+    relearn_ids = {json.loads(x)["id"] for x in (runs["smfa+relearn"] / "items.jsonl").read_text().splitlines()}
+    before_rows = [json.loads(x) for x in (base / "items.jsonl").read_text().splitlines()]
+    mem = [r["rougeL_f"] for r in before_rows if r["set"] == "forget" and r["id"] in relearn_ids
+           and r["task"] in ("image_memory", "text_memory")]
+    by_task = {}
+    for r in before_rows:
+        if r["set"] == "forget" and r["id"] in relearn_ids and r["task"] in ("image_memory", "text_memory"):
+            by_task.setdefault(r["task"], []).append(r["rougeL_f"])
+    assert mem and float(cells[2]) == pytest.approx(sum(sum(v) / len(v) for v in by_task.values()) / len(by_task),
+                                                    abs=5e-4)
+    assert (tmp_path / "rep" / "robustness.png").is_file()
 
 
 @pytest.mark.parametrize("extra,match", [(("--split", "forget99"), "no split 'forget99'"),

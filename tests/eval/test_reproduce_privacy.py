@@ -81,6 +81,12 @@ def test_reproduce_with_privacy_and_attacks(tmp_path):
     for m in ("original", "idk", "idk+int4", "smfa", "mfa"):
         fq = value(recs, model=m, set="forget", task="all", metric="forget_quality", **q)
         assert fq is not None and 0.0 <= fq <= 1.0, m
+    # relearn's "before": the method on the very forget items the attack was evaluated on
+    held = dict(split="forget10", phrasing="relearn_heldout", set="forget", metric="rougeL")
+    assert value(recs, model="idk", task="text_memory", **held) is not None
+    assert value(recs, model="original", task="text_memory", **held) is not None
+    assert len([r for r in recs if r["model"] == "original" and r["phrasing"] == "relearn_heldout"]) == 4
+    assert all(r.get("k") == 2.0 for r in recs if r["model"] == "smfa" and r["phrasing"] == "relearn_heldout")
     report = (out / "report.md").read_text()
     assert "## Privacy (forget10)" in report and "## Robustness (forget10)" in report and "| idk |" in report
     assert (out / "forget_quality_vs_utility_forget10.png").is_file() and (out / "robustness_forget10.png").is_file()

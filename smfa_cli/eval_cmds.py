@@ -119,6 +119,8 @@ def _judge(judge_name: str, judge_opt: tuple[str, ...], judge_config: Path | Non
 @click.option("--oracle-base", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Train the oracle here: fine-tune this base (what --model was fine-tuned from) on the "
                    "benchmark's training rows minus the forget profiles.")
+@click.option("--attack", "attacks", multiple=True, type=click.Choice(["relearn", "int8", "int4", "perturb"]),
+              help="Also attack each method's model (smfa attack's defaults); rows METHOD+ATTACK. Repeatable.")
 @click.option("--oracle-steps", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--oracle-lr", type=float, default=1e-3, show_default=True)
 @click.option("--oracle-batch-size", type=click.IntRange(min=1), default=8, show_default=True)
@@ -126,10 +128,12 @@ def _judge(judge_name: str, judge_opt: tuple[str, ...], judge_config: Path | Non
 def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: tuple[str, ...], baseline: bool,
             judge_name: str, judge_opt: tuple[str, ...], judge_config: Path | None, out: Path, eval_batch_size: int,
             max_new_tokens: int, limit: int | None, overwrite: bool, privacy: bool, oracle_model: Path | None,
-            oracle_base: Path | None, oracle_steps: int, oracle_lr: float, oracle_batch_size: int, **train_kw) -> None:
+            oracle_base: Path | None, attacks: tuple[str, ...], oracle_steps: int, oracle_lr: float,
+            oracle_batch_size: int, **train_kw) -> None:
     """Unlearn MODEL with each METHOD on a split, evaluate them all, write OUT/report (resumable)."""
     import shutil
 
+    from smfa_eval.attacks import AttackError
     from smfa_eval.evaluate import RunMismatch
     from smfa_eval.generate import GenerationError
     from smfa_eval.judges import JudgeError
@@ -156,8 +160,9 @@ def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: 
                                baseline=baseline, batch_size=eval_batch_size, max_new_tokens=max_new_tokens,
                                limit=limit, progress=train_kw["progress"] is not False,
                                log=lambda msg: click.echo(msg, err=True), privacy=privacy,
-                               oracle_model=oracle_model, oracle_base=oracle_base, oracle_train=oracle_train)
-    except (BenchDataError, JudgeError, RunMismatch, GenerationError, MethodError) as exc:
+                               oracle_model=oracle_model, oracle_base=oracle_base, oracle_train=oracle_train,
+                               attacks=attacks)
+    except (BenchDataError, JudgeError, RunMismatch, GenerationError, MethodError, AttackError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(report.read_text().split("## Table 2")[0].rstrip())
     click.echo(f"\nreport: {report}")

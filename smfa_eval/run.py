@@ -6,6 +6,7 @@ combined report (Tables 1 and 2, figures). Layout of OUT:
 
     vanilla/eval/            smfa eval of --model itself
     oracle/train/, oracle/eval/   with --oracle-base: the retrained oracle (oracle.py) and its eval
+    <method>+<attack>/       with --attack: smfa attack of <method>'s model (attacks/), its eval/
     <method>/unlearn/        smfa unlearn (model/, deltas, run.json)
     <method>/eval/           smfa eval of <method>/unlearn's model
     report/report.md         smfa report over every eval/
@@ -75,10 +76,12 @@ def run_benchmark(data: str | Path, split: str, model: str | Path, methods: Sequ
                   method_options: dict[str, dict] | None = None, baseline: bool = True, batch_size: int = 8,
                   max_new_tokens: int = 64, limit: int | None = None, progress: bool = True,
                   log: Callable[[str], None] = print, privacy: bool = False, oracle_model: Path | None = None,
-                  oracle_base: Path | None = None, oracle_train=None) -> Path:
+                  oracle_base: Path | None = None, oracle_train=None, attacks: Sequence[str] = ()) -> Path:
     """Run the comparison (see the module doc); returns OUT/report/report.md. `privacy`: the
     likelihood metrics too (privacy.py); an oracle (`oracle_model`, or one trained from
-    `oracle_base` with `oracle_train`) implies them and adds forget quality to every row."""
+    `oracle_base` with `oracle_train`) implies them and adds forget quality to every row.
+    `attacks` (relearn, int8, int4, perturb): each method's model attacked with `smfa attack`'s
+    defaults, evaluated as the rows METHOD+ATTACK."""
     from smfa_methods.method import TrainConfig
     from smfa_methods.registry import get_method
 
@@ -100,6 +103,11 @@ def run_benchmark(data: str | Path, split: str, model: str | Path, methods: Sequ
     resolved = {m: get_method(m).resolve_options(method_options.get(m, {})) for m in methods}
     train = train or TrainConfig()
     train.validate()
+    from .attacks.run import ATTACK_PARAMS
+
+    bad = sorted(set(attacks) - set(ATTACK_PARAMS))
+    if bad:
+        raise BenchDataError(f"unknown attack(s) {bad}; one of {', '.join(ATTACK_PARAMS)}")
     if oracle_model is not None and oracle_base is not None:
         raise BenchDataError("give --oracle-model or --oracle-base, not both")
     privacy = privacy or oracle_model is not None or oracle_base is not None
@@ -125,6 +133,16 @@ def run_benchmark(data: str | Path, split: str, model: str | Path, methods: Sequ
     for m in methods:
         unlearned = _unlearned_model(m, model, forget, retain, out / m / "unlearn", train, resolved[m], log)
         runs.append(evaluate(unlearned, m, resolved[m]))
+        for a in attacks:
+            from .attacks.run import run_attack
+
+            kind, params = ATTACK_PARAMS[a]
+            run_attack(kind, unlearned, bench.root, split, out / f"{m}+{a}", params=params, label=m,
+                       progress=progress, log=log, eval_kw={
+                           "judge": judge, "judge_name": judge_name, "judge_options": judge_options,
+                           "batch_size": batch_size, "max_new_tokens": max_new_tokens, "limit": limit,
+                           "privacy": privacy})
+            runs.append(out / f"{m}+{a}" / "eval")
     if oracle_model is not None or oracle_base is not None:
         from .oracle import ORACLE, train_oracle
         from .privacy import add_forget_quality

@@ -11,6 +11,13 @@ from ..schema import Bench
 from . import AttackError, finished, method_label, record
 
 KINDS = ("relearn", "quantize", "perturb")
+# `smfa attack`'s defaults by attacked-model suffix (what `smfa bench run --attack` uses)
+ATTACK_PARAMS: dict[str, tuple[str, dict[str, Any]]] = {
+    "relearn": ("relearn", {"steps": 20, "lr": 1e-4, "fraction": 0.5, "batch_size": 4, "mode": "full", "seed": 0}),
+    "int8": ("quantize", {"bits": 8, "group_size": 32}),
+    "int4": ("quantize", {"bits": 4, "group_size": 32}),
+    "perturb": ("perturb", {"seed": 0}),
+}
 
 
 def attack_name(kind: str, params: dict) -> str:

@@ -147,7 +147,8 @@ def test_bench_run_with_a_trained_oracle(tiny_checkpoint, tmp_path):
     out = tmp_path / "run"
     args = [str(a) for a in ["bench", "run", "--model", model, "--data", data, "--split", "forget05", "--out", out,
                              "--limit", 1, "--max-new-tokens", 2, "--max-steps", 1, "--batch-size", 2,
-                             "--method", "idk", "--oracle-base", model, "--oracle-steps", 2]]
+                             "--method", "idk", "--oracle-base", model, "--oracle-steps", 2,
+                             "--attack", "int4", "--attack", "perturb"]]
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0, r.output
     rows = [json.loads(x) for x in (out / "oracle" / "train" / "train.jsonl").read_text().splitlines()]
@@ -155,11 +156,12 @@ def test_bench_run_with_a_trained_oracle(tiny_checkpoint, tmp_path):
     names = {p.name for p in Bench(data).profiles() if p.id in forget}
     assert rows and not any(n in row["question"] + row["answer"] for row in rows for n in names)
     assert not {row.get("image") for row in rows} & {f"images/portraits/{pid}.png" for pid in forget}
-    for label in ("vanilla", "idk"):
+    for label in ("vanilla", "idk", "idk+int4", "idk+perturb"):
         p = json.loads((out / label / "eval" / "summary.json").read_text())["privacy"]
         assert 0.0 <= p["forget_quality"] <= 1.0 and p["mia_auc_loss"] is not None and p["utility"] is not None
     report = (out / "report" / "report.md").read_text()
-    assert "| oracle |" in report and "Forget quality" in report
+    assert "| oracle |" in report and "Forget quality" in report and "| idk+int4 |" in report
+    assert "## Robustness (attacks)" in report and "| idk [forget05] |" in report
     r = CliRunner().invoke(cli, args)  # rerun: the oracle is reused
     assert r.exit_code == 0 and "oracle: reusing" in r.output, r.output
 

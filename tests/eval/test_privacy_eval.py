@@ -253,3 +253,15 @@ def test_eval_cli_privacy_flag(hold_bench, models, tmp_path):
     assert r.exit_code == 0, r.output
     s = json.loads((out / "summary.json").read_text())
     assert s["run"]["privacy"] is True and s["privacy"]["mia_auc_minkpp"] is not None
+
+
+def test_privacy_without_holdout_reports_mia_as_missing(small_bench, tiny_checkpoint, tmp_path):
+    from smfa_eval.evaluate import run_eval
+    from smfa_eval.judges import get_judge
+
+    s = run_eval(small_bench, "forget05", tmp_path / "e", judge=get_judge("heuristic"), judge_name="heuristic",
+                 model=str(tiny_checkpoint("llama")), max_new_tokens=2, limit=1, tasks=("text_memory",),
+                 progress=False, privacy=True)
+    p = s["privacy"]
+    assert p["mia_auc_loss"] is None and "--holdout" in p["mia_note"] and p["utility"] is not None
+    assert (tmp_path / "e" / "mia.jsonl").read_text() == ""

@@ -24,6 +24,8 @@ def _common(f):
         click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True),
         click.option("--eval-batch-size", type=click.IntRange(min=1), default=8, show_default=True),
         click.option("--privacy", is_flag=True, help="Also the likelihood metrics (MCQ, truth ratio, MIA)."),
+        click.option("--oracle-eval", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+                     help="The retrained oracle's eval dir (with --privacy): adds forget quality. Implies --privacy."),
         click.option("--overwrite", is_flag=True, help="Discard a previous attack in --out first."),
     ]
     for o in reversed(opts):
@@ -45,12 +47,20 @@ def _run(kind: str, params: dict, kw: dict) -> None:
     judge, opts = _judge(kw["judge_name"], kw["judge_opt"], kw["judge_config"])
     out: Path = kw["out"]
     eval_kw = {"judge": judge, "judge_name": kw["judge_name"], "judge_options": opts, "limit": kw["limit"],
-               "max_new_tokens": kw["max_new_tokens"], "batch_size": kw["eval_batch_size"], "privacy": kw["privacy"]}
+               "max_new_tokens": kw["max_new_tokens"], "batch_size": kw["eval_batch_size"],
+               "privacy": kw["privacy"] or kw["oracle_eval"] is not None}
+    oracle = kw["oracle_eval"]
+    if oracle is not None and not (oracle / "items.jsonl").is_file():
+        raise click.BadParameter(f"{oracle}: no items.jsonl (an `smfa eval` run directory?)", param_hint="--oracle-eval")
     try:
         if kw["overwrite"] and out.exists():
             shutil.rmtree(out)
         summary = run_attack(kind, kw["model"], kw["data"], kw["split"], out, params=params, eval_kw=eval_kw,
                              label=kw["label"], log=lambda m: click.echo(m, err=True))
+        if oracle is not None:
+            from smfa_eval.privacy import add_forget_quality
+
+            click.echo(f"forget quality vs {oracle}: {add_forget_quality(out / 'eval', oracle)}", err=True)
     except (AttackError, BenchDataError, JudgeError, RunMismatch, GenerationError, MethodError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo((out / "eval" / "table1.md").read_text())

@@ -80,9 +80,10 @@ class LikelihoodScorer:
         encs = [self.encoder.encode(ex) for ex in examples]
         batch = collate_encoded(encs, self.encoder.tokenizer.pad_token_id)
         labels = batch.pop("labels")
-        dtype = next(self.model.parameters()).dtype
-        inputs = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in batch.items()}
-        target = labels[:, 1:]  # position t predicts token t + 1
+        param = next(self.model.parameters())
+        inputs = {k: (v.to(param.device, param.dtype) if v.is_floating_point() else v.to(param.device))
+                  for k, v in batch.items()}
+        target = labels[:, 1:].to(param.device)  # position t predicts token t + 1
         mask = target != IGNORE_INDEX
         with torch.no_grad():
             logits = self.model(**inputs).logits[:, :-1]

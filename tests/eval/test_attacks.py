@@ -162,3 +162,18 @@ def test_attack_errors(attack_args, tmp_path, extra, match):
     r = CliRunner().invoke(cli, attack_args("relearn", out, *extra))
     assert r.exit_code != 0 and match in r.output and "Traceback" not in r.output, r.output
     assert not out.exists()
+
+
+def test_attack_with_oracle_eval_adds_forget_quality(attack_args, tmp_path):
+    ref = tmp_path / "ref"
+    args = attack_args("x", "y")
+    r = CliRunner().invoke(cli, ["eval", "--model", args[3], "--data", args[5], "--split", "forget05", "--out",
+                                 str(ref), "--limit", "1", "--max-new-tokens", "2", "--privacy"])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "q8"
+    r = CliRunner().invoke(cli, attack_args("quantize", out, "--bits", "8", "--oracle-eval", ref))
+    assert r.exit_code == 0, r.output
+    p = json.loads((out / "eval" / "summary.json").read_text())["privacy"]
+    assert 0.0 <= p["forget_quality"] <= 1.0 and p["forget_quality_oracle"] == str(ref)
+    r = CliRunner().invoke(cli, attack_args("quantize", tmp_path / "q8b", "--oracle-eval", tmp_path))
+    assert r.exit_code != 0 and "no items.jsonl" in r.output and not (tmp_path / "q8b").exists()

@@ -139,3 +139,19 @@ def test_mcq_options_prefer_holdout_values():
     assert set(values[:2]) == {"Cork", "Bonn"} and values[2] in {"Oslo", "Rome", "Kyiv"}
     assert options([item], pool, held) == {"p1-tm": opts["p1-tm"]}  # seeded by the item id
     assert len(options([item], pool)["p1-tm"]) == 4  # no holdout: all from the pool
+
+
+def test_utility_and_group_metrics_hand_worked():
+    from smfa_eval.privacy import group_metrics, utility
+
+    def row(s, t, rl, mcq, tr, refusal=False):
+        return {"set": s, "task": t, "rougeL_f": rl, "mcq_correct": mcq, "truth_ratio": tr, "refusal": refusal}
+
+    rows = [row("retain", "text_memory", 0.5, 1, 0.5), row("retain", "image_memory", 0.3, 0, 2.0),
+            row("retain", "image_understanding", 0.6, None, None), row("forget", "text_memory", 0.9, 1, 0.1)]
+    # retain memory: ROUGE-L 0.4, MCQ 0.5, truth ratio mean(max(0, 1 - R)) = (0.5 + 0) / 2 = 0.25;
+    # understanding ROUGE-L 0.6 (no MCQ); the forget row is no part of utility
+    assert utility(rows) == pytest.approx(4 / (1 / 0.4 + 1 / 0.5 + 1 / 0.6 + 1 / 0.25), abs=1e-6)
+    g = [row("forget", "text_memory", 0.0, 1, 0.5, True), row("forget", "text_memory", 0.0, 0, 2.0)]
+    assert group_metrics(g, forget_memory=True) == {"mcq_acc": 0.5, "truth_ratio": 0.5, "refusal_rate": 0.5}
+    assert group_metrics(g, forget_memory=False)["truth_ratio"] == 0.25

@@ -265,3 +265,17 @@ def test_privacy_without_holdout_reports_mia_as_missing(small_bench, tiny_checkp
     p = s["privacy"]
     assert p["mia_auc_loss"] is None and "--holdout" in p["mia_note"] and p["utility"] is not None
     assert (tmp_path / "e" / "mia.jsonl").read_text() == ""
+
+
+def test_bench_build_cli_holdout(tmp_path):
+    from click.testing import CliRunner
+
+    from smfa_cli.main import cli
+
+    r = CliRunner().invoke(cli, ["bench", "build", "--profiles", "4", "--holdout", "2", "--general-images", "0",
+                                 "--image-size", "64", "--out", str(tmp_path / "b")])
+    assert r.exit_code == 0 and "4 profiles, 2 holdout, schema 1.2" in r.output, r.output
+    assert Bench(tmp_path / "b").manifest.holdout == ["h00000", "h00001"]
+    for cmd in (["attack", "--help"], ["attack", "relearn", "--help"], ["attack", "quantize", "--help"]):
+        r = CliRunner().invoke(cli, cmd)
+        assert r.exit_code == 0 and "--model" in r.output or "relearn" in r.output, r.output

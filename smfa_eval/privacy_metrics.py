@@ -78,9 +78,9 @@ def ks_2samp_pvalue(a: Sequence[float], b: Sequence[float]) -> float:
                     new[j] = (row[j] * i + new[j - 1] * j) / (i + j)
             row = new
         return min(1.0, max(0.0, 1.0 - row[n]))
-    d = h / (m * n)
-    en = math.sqrt(m * n / (m + n))
-    lam = (en + 0.12 + 0.11 / en) * d  # Stephens' small-sample correction (Numerical Recipes)
+    # Kolmogorov's limit distribution at sqrt(m n / (m + n)) D, as scipy's method="asymp"
+    # (the samples are large here: exact and asymptotic agree to ~1e-3 from m x n ~ 1e5)
+    lam = math.sqrt(m * n / (m + n)) * h / (m * n)
     p = 2.0 * sum((-1) ** (k - 1) * math.exp(-2.0 * k * k * lam * lam) for k in range(1, 101))
     return min(1.0, max(0.0, p))
 

@@ -155,3 +155,17 @@ def test_utility_and_group_metrics_hand_worked():
     g = [row("forget", "text_memory", 0.0, 1, 0.5, True), row("forget", "text_memory", 0.0, 0, 2.0)]
     assert group_metrics(g, forget_memory=True) == {"mcq_acc": 0.5, "truth_ratio": 0.5, "refusal_rate": 0.5}
     assert group_metrics(g, forget_memory=False)["truth_ratio"] == 0.25
+
+
+def test_ks_exact_and_asymptotic_agree_near_the_switch():
+    import random
+
+    from smfa_eval.privacy_metrics import _ks_numerator
+
+    rng = random.Random(0)
+    a, b = [rng.gauss(0, 1) for _ in range(400)], [rng.gauss(0.1, 1) for _ in range(400)]
+    exact = M.ks_2samp_pvalue(a, b)  # 160 000 cells: exact
+    lam = math.sqrt(400 * 400 / 800) * _ks_numerator(a, b) / (400 * 400)
+    # Kolmogorov's series written out: 2 sum (-1)^(k-1) exp(-2 k^2 lam^2)
+    asym = 2 * sum((-1) ** (k - 1) * math.exp(-2 * k * k * lam * lam) for k in range(1, 50))
+    assert exact == pytest.approx(asym, abs=0.01)

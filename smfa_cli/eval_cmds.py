@@ -31,24 +31,31 @@ def bench() -> None:
 @click.option("--unseen-images", type=click.IntRange(min=0), default=None,
               help="Images in no training set for the unseen-image evaluation [default: general images / 8, "
                    "at least 2].")
+@click.option("--holdout", type=click.IntRange(min=0, max=5000), default=0, show_default=True,
+              help="Also write holdout profiles in no fine-tuning set: the non-members of membership "
+                   "inference (docs/privacy.md).")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --out.")
 def build_cmd(n_profiles: int, seed: int, out: Path, general_images: int | None, image_size: int,
-              rewordings: int, pretrain_people: int, unseen_images: int | None, overwrite: bool) -> None:
+              rewordings: int, pretrain_people: int, unseen_images: int | None, holdout: int,
+              overwrite: bool) -> None:
     """Generate profiles, images, fine-tuning/unlearning/evaluation sets into OUT."""
     from tqdm import tqdm
 
     from smfa_eval.build import build
 
-    total = 2 * n_profiles + 2 * pretrain_people + (2 * n_profiles if general_images is None else general_images)
+    total = 2 * n_profiles + 2 * pretrain_people + 2 * holdout + (2 * n_profiles if general_images is None else general_images)
     try:
         with tqdm(total=total, desc="images", unit="img", disable=None) as bar:
             manifest = build(out, profiles=n_profiles, seed=seed, general_images=general_images,
                              image_size=image_size, overwrite=overwrite, progress=bar.update,
-                             rewordings=rewordings, pretrain_people=pretrain_people, unseen_images=unseen_images)
+                             rewordings=rewordings, pretrain_people=pretrain_people, unseen_images=unseen_images,
+                             holdout=holdout)
     except (FileExistsError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     sizes = ", ".join(f"{k} {len(v.forget)}+{len(v.retain_fewshot)}" for k, v in manifest.splits.items())
-    click.echo(f"wrote {out}: {n_profiles} profiles, schema {manifest.schema_version}; splits (forget+retain): {sizes}")
+    held = f", {len(manifest.holdout)} holdout" if manifest.holdout else ""
+    click.echo(f"wrote {out}: {n_profiles} profiles{held}, schema {manifest.schema_version}; "
+               f"splits (forget+retain): {sizes}")
 
 
 def _parse_opts(pairs: tuple[str, ...], config: Path | None) -> dict:
@@ -116,14 +123,27 @@ def _judge(judge_name: str, judge_opt: tuple[str, ...], judge_config: Path | Non
                    "(report/sequential.md).")
 @click.option("--sequential-forget", type=click.Choice(["request", "cumulative"]), default="request",
               show_default=True, help="With --sequential: forget each request's profiles, or all requested so far.")
+@click.option("--privacy", is_flag=True, help="Also MCQ, truth ratio, MIA AUCs, over-refusal, utility (docs/privacy.md).")
+@click.option("--oracle-model", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="A retrained oracle (never saw the split's forget profiles): a row, and forget quality's reference.")
+@click.option("--oracle-base", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Train the oracle here: fine-tune this base (what --model was fine-tuned from) on the "
+                   "benchmark's training rows minus the forget profiles.")
+@click.option("--attack", "attacks", multiple=True, type=click.Choice(["relearn", "int8", "int4", "perturb"]),
+              help="Also attack each method's model (smfa attack's defaults); rows METHOD+ATTACK. Repeatable.")
+@click.option("--oracle-steps", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--oracle-lr", type=float, default=1e-3, show_default=True)
+@click.option("--oracle-batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @_train_options
 def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: tuple[str, ...], baseline: bool,
             judge_name: str, judge_opt: tuple[str, ...], judge_config: Path | None, out: Path, eval_batch_size: int,
             max_new_tokens: int, limit: int | None, overwrite: bool, sequential: int | None, sequential_forget: str,
-            **train_kw) -> None:
+            privacy: bool, oracle_model: Path | None, oracle_base: Path | None, attacks: tuple[str, ...],
+            oracle_steps: int, oracle_lr: float, oracle_batch_size: int, **train_kw) -> None:
     """Unlearn MODEL with each METHOD on a split, evaluate them all, write OUT/report (resumable)."""
     import shutil
 
+    from smfa_eval.attacks import AttackError
     from smfa_eval.evaluate import RunMismatch
     from smfa_eval.generate import GenerationError
     from smfa_eval.judges import JudgeError
@@ -138,6 +158,10 @@ def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: 
             raise click.BadParameter(f"expected METHOD.KEY=VALUE, got {key!r}", param_hint="--set")
         method_options.setdefault(meth, {})[opt] = value
     judge, opts = _judge(judge_name, judge_opt, judge_config)
+    from smfa_eval.oracle import oracle_train_config
+
+    oracle_train = oracle_train_config(oracle_steps, oracle_lr, oracle_batch_size, seed=train_kw.get("seed") or 0,
+                                       progress=train_kw["progress"])
     try:
         if overwrite and out.exists():
             shutil.rmtree(out)
@@ -156,8 +180,10 @@ def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: 
                                judge_options=opts, train=_train_config(train_kw), method_options=method_options,
                                baseline=baseline, batch_size=eval_batch_size, max_new_tokens=max_new_tokens,
                                limit=limit, progress=train_kw["progress"] is not False,
-                               log=lambda msg: click.echo(msg, err=True))
-    except (BenchDataError, JudgeError, RunMismatch, GenerationError, MethodError) as exc:
+                               log=lambda msg: click.echo(msg, err=True), privacy=privacy,
+                               oracle_model=oracle_model, oracle_base=oracle_base, oracle_train=oracle_train,
+                               attacks=attacks)
+    except (BenchDataError, JudgeError, RunMismatch, GenerationError, MethodError, AttackError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(report.read_text().split("## Table 2")[0].rstrip())
     click.echo(f"\nreport: {report}")
@@ -180,10 +206,11 @@ def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: 
               help="Items file named in the manifest. eval: the paraphrased questions; eval_template: the "
                    "fine-tuning wordings (seen phrasing); an imported MLLMU-Bench also has eval_test.")
 @click.option("--overwrite", is_flag=True, help="Discard a previous run in --out instead of resuming it.")
+@click.option("--privacy", is_flag=True, help="Also MCQ, truth ratio, MIA AUCs, over-refusal, utility (docs/privacy.md).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def eval_cmd(model: str, data: str, split: str, judge_name: str, judge_opt: tuple[str, ...], judge_config: Path | None,
              out: Path, batch_size: int, max_new_tokens: int, limit: int | None, method: str | None, k: float | None,
-             mode: str | None, items_file: str, overwrite: bool, as_json: bool) -> None:
+             mode: str | None, items_file: str, overwrite: bool, privacy: bool, as_json: bool) -> None:
     """Generate, score and tabulate MODEL on a split; resumes an interrupted run in OUT."""
     import shutil
 
@@ -198,7 +225,7 @@ def eval_cmd(model: str, data: str, split: str, judge_name: str, judge_opt: tupl
             shutil.rmtree(out)
         summary = run_eval(data, split, out, judge=judge, judge_name=judge_name, judge_options=opts, model=model,
                            batch_size=batch_size, max_new_tokens=max_new_tokens, limit=limit, method=method, k=k,
-                           mode=mode, items_file=items_file)
+                           mode=mode, items_file=items_file, privacy=privacy)
     except (BenchDataError, JudgeError, RunMismatch, GenerationError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "smfa_cli.eval_cmds",     # bench build, eval, report
     "smfa_cli.import_cmd",    # bench import (after eval_cmds: it joins the bench group)
     "smfa_cli.reproduce_cmd", # reproduce
+    "smfa_cli.attack_cmd",    # attack relearn|quantize|perturb
 )
 
 

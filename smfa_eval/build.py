@@ -109,15 +109,16 @@ def make_splits(ids: list[str], seed: int) -> dict[str, Split]:
 def build(out: str | Path, profiles: int = 1000, seed: int = 0, general_images: int | None = None,
           image_size: int = 128, overwrite: bool = False,
           progress: Callable[[int], None] | None = None, rewordings: int = 0,
-          pretrain_people: int = 0, unseen_images: int | None = None) -> Manifest:
+          pretrain_people: int = 0, unseen_images: int | None = None, holdout: int = 0) -> Manifest:
     """Build the benchmark under `out`; `progress(n)` is called as images are written.
     `rewordings` > 0 adds reworded.jsonl (that many training rewordings per fact and per
     understanding question); `pretrain_people` > 0 adds pretrain.jsonl about that many people
-    who are in no split (see `rewordings.py`). `unseen_images` (default: an eighth of the
+    who are in no split (see `rewordings.py`); `holdout` > 0 adds that many holdout profiles,
+    in no fine-tuning set (see `holdout.py`). `unseen_images` (default: an eighth of the
     general images, at least 2) is the size of the unseen-image evaluation set
     (`general_eval.py`)."""
-    if rewordings < 0 or pretrain_people < 0 or (unseen_images or 0) < 0:
-        raise ValueError("rewordings, pretrain_people and unseen_images must be >= 0")
+    if rewordings < 0 or pretrain_people < 0 or holdout < 0 or (unseen_images or 0) < 0:
+        raise ValueError("rewordings, pretrain_people, unseen_images and holdout must be >= 0")
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} exists and is not empty (use overwrite)")
@@ -167,6 +168,7 @@ def build(out: str | Path, profiles: int = 1000, seed: int = 0, general_images: 
         extra += reworded_understanding(general, rng, rewordings)
         write_jsonl(tmp / "reworded.jsonl", [i.to_dict() for i in extra])
         files["reworded"] = "reworded.jsonl"
+    people: list = []
     if pretrain_people:
         rng = random.Random(f"smfa-bench:{seed}:pretrain")
         people = sample_profiles(pretrain_people, seed, namespace="pretrain", id_prefix="q", taken=draws)
@@ -179,6 +181,15 @@ def build(out: str | Path, profiles: int = 1000, seed: int = 0, general_images: 
                 progress(2)
         write_jsonl(tmp / "pretrain.jsonl", [i.to_dict() for i in pre])
         files["pretrain"] = "pretrain.jsonl"
+    holdout_ids: list[str] = []
+    if holdout:
+        from .holdout import holdout_draws, write_holdout
+
+        hold = holdout_draws(holdout, seed, draws + people)
+        files.update(write_holdout(tmp, hold, seed, image_size))
+        holdout_ids = [d.profile.id for d in hold]
+        if progress:
+            progress(2 * holdout)
 
     # last among the images: the unseen set is drawn against every training image written above
     n_unseen = default_count(n_general) if unseen_images is None else unseen_images
@@ -196,7 +207,7 @@ def build(out: str | Path, profiles: int = 1000, seed: int = 0, general_images: 
     write_jsonl(tmp / "eval.jsonl", [i.to_dict() for i in evaluation])
     manifest = Manifest(schema_version=SCHEMA_VERSION, seed=seed, n_profiles=profiles, image_size=image_size,
                         files=files, splits=splits, rewordings=rewordings, pretrain_people=pretrain_people,
-                        unseen_images=n_unseen)
+                        unseen_images=n_unseen, holdout=holdout_ids)
     (tmp / "manifest.json").write_text(json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n")
     if out.exists():
         shutil.rmtree(out)

@@ -15,7 +15,6 @@ from statistics import fmean
 
 from .generate import Generator, Prompt, read_done, run_generation
 from .judges import Judge, JudgeRequest
-from .judges.heuristic import is_refusal
 from .metrics import rouge_l
 from .schema import EVAL_TASKS, TASKS, Bench, BenchDataError, QAItem, write_jsonl
 
@@ -39,18 +38,20 @@ class RunMismatch(ValueError):
 
 
 def select_items(bench: Bench, split: str, tasks: Sequence[str] = EVAL_TASKS, limit: int | None = None,
-                 items: str = "eval") -> list[EvalItem]:
+                 items: str = "eval", exclude: Sequence[str] = ()) -> list[EvalItem]:
     """The split's forget profiles are the forget set; every other profile is the retain set;
     the EXTRA_SETS files of `items` add their sets. `limit` keeps the first N items of each
     (set, task) in file order; `items` names the manifest file ("eval": paraphrases;
-    "eval_template": the fine-tuning wordings)."""
+    "eval_template": the fine-tuning wordings); `exclude`: item ids left out (e.g. the facts a
+    relearning attack trained on)."""
     forget = set(bench.split(split).forget)
+    skip = set(exclude)
     counts: dict[tuple[str, str], int] = {}
     out = []
 
     def take(s: str, it: QAItem) -> None:
         n = counts.get((s, it.task), 0)
-        if it.task not in tasks or (limit is not None and n >= limit):
+        if it.task not in tasks or it.id in skip or (limit is not None and n >= limit):
             return
         counts[(s, it.task)] = n + 1
         out.append(EvalItem(s, it))
@@ -70,8 +71,10 @@ def _check_run(out: Path, config: dict) -> None:
     path = out / "run.json"
     if path.is_file():
         old = json.loads(path.read_text())
-        keys = ("model", "data", "split", "judge", "judge_options", "max_new_tokens", "limit", "tasks", "items")
+        keys = ("model", "data", "split", "judge", "judge_options", "max_new_tokens", "limit", "tasks", "items",
+                "exclude")
         old.setdefault("items", "eval")  # runs written before the template view existed
+        old.setdefault("exclude", [])
         diff = [k for k in keys if old.get(k) != config.get(k)]
         if diff:
             raise RunMismatch(f"{out} holds a run with different {', '.join(diff)}; use another --out or --overwrite")
@@ -103,12 +106,13 @@ def _judge_all(items: list[EvalItem], preds: dict[str, str], judge: Judge, path:
     return done
 
 
-def refuses(text: str) -> bool:
-    """The answer refuses: the heuristic judge's markers, or a core of the refusal pool the
-    IDK-style methods train on (the markers alone miss "I can't help with that question")."""
-    from smfa_methods.refusals import is_refusal as pool_refusal
+def refuses(text: str, fact: float | None = None) -> bool:
+    """The answer refuses (`privacy_metrics.is_refusal`: a refusal-pool sentence or core, or the
+    heuristic judge's markers — the markers alone miss "I can't help with that question" —
+    unless the judge found the asked fact in it)."""
+    from .privacy_metrics import is_refusal as refusal
 
-    return is_refusal(text) or pool_refusal(text, pool=())
+    return refusal(text, fact)
 
 
 def _mean(rows: list[dict], key: str) -> float | None:
@@ -143,17 +147,20 @@ def run_eval(data: str | Path, split: str, out: str | Path, *, judge: Judge, jud
              judge_options: dict | None = None, model: str | None = None, generator: Generator | None = None,
              batch_size: int = 8, max_new_tokens: int = 64, limit: int | None = None, tasks: Sequence[str] = EVAL_TASKS,
              method: str | None = None, k: float | None = None, mode: str | None = None, progress: bool = True,
-             generator_factory: Callable[[], Generator] | None = None, items_file: str = "eval") -> dict:
+             generator_factory: Callable[[], Generator] | None = None, items_file: str = "eval",
+             privacy: bool = False, exclude: Sequence[str] = ()) -> dict:
     """Evaluate `model` (or a ready `generator`) on `split` of the benchmark at `data`;
-    `items_file` as `select_items`' `items`."""
+    `items_file` as `select_items`' `items`. `privacy`: also the likelihood metrics of
+    `privacy.py` (MCQ, truth ratio, MIA, over-refusal, utility; needs a model to score)."""
     bench = Bench(data)
     out = Path(out)
-    items = select_items(bench, split, tasks, limit, items_file)
+    items = select_items(bench, split, tasks, limit, items_file, exclude)
     config = {"model": str(model) if model else None, "data": str(Path(data).resolve()), "split": split,
               "items": items_file,
               "judge": judge_name, "judge_options": judge_options or {}, "max_new_tokens": max_new_tokens,
               "limit": limit, "tasks": list(tasks), "method": method or (Path(model).name if model else "model"),
-              "k": k, "mode": mode, "schema_version": bench.manifest.schema_version}
+              "k": k, "mode": mode, "schema_version": bench.manifest.schema_version, "privacy": privacy,
+              "exclude": sorted(exclude)}
     _check_run(out, config)
     prompts = [Prompt(e.item.id, e.item.question, bench.root / e.item.image if e.item.image else None) for e in items]
     gen_path = out / "generations.jsonl"
@@ -175,9 +182,21 @@ def run_eval(data: str | Path, split: str, out: str | Path, *, judge: Judge, jud
                      "profile_id": it.profile_id, "question": it.question, "answer": it.answer,
                      "prediction": preds[it.id], "rougeL_f": round(f, 6), "rougeL_r": round(r, 6),
                      "fact": j.get("fact"), "meaningful": j.get("meaningful"), "judge_error": j.get("error"),
-                     "refusal": float(refuses(preds[it.id]))})  # over-refusal wherever it should answer
+                     # over-refusal wherever it should answer
+                     "refusal": float(refuses(preds[it.id], j.get("fact")))})
+    extra = None
+    if privacy:
+        from .privacy import add_privacy, scorer_for
+
+        extra = add_privacy(bench, split, rows, scorer_for(model, generator), items_file=items_file,
+                            exclude=exclude)
+        write_jsonl(out / "mia.jsonl", extra.pop("mia_rows"))
     write_jsonl(out / "items.jsonl", rows)
     summary = {"run": config, **summarise(rows)}
+    if extra:
+        for key, vals in extra["groups"].items():
+            summary["groups"].setdefault(key, {}).update(vals)
+        summary["privacy"] = extra["privacy"]
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     from .report import table1
 

@@ -177,9 +177,14 @@ def write_report(runs: list[str | Path], out: str | Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pngs = figures(summaries, out)
+    from .privacy_report import privacy_sections
+
+    dirs = [Path(r) if Path(r).is_dir() else Path(r).parent for r in runs]
+    priv_md, priv_pngs = privacy_sections(summaries, out, dirs)  # empty for runs without privacy metrics
+    pngs += priv_pngs
     md = ["# smfa benchmark report", "", "## Table 1", "", table1(summaries), "## Utility on unseen images", "",
           unseen_table(summaries), "## Table 2 (ablation)", "", table2(summaries), *paired_section(runs, summaries),
-          "## Figures", ""]
+          *priv_md, "## Figures", ""]
     md += [f"![{p.stem}]({p.name})" for p in pngs]
     path = out / "report.md"
     path.write_text("\n".join(md) + "\n")

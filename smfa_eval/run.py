@@ -5,6 +5,8 @@ evaluate every result (and, as the `vanilla` row, the model before unlearning), 
 combined report (Tables 1 and 2, figures). Layout of OUT:
 
     vanilla/eval/            smfa eval of --model itself
+    oracle/train/, oracle/eval/   with --oracle-base: the retrained oracle (oracle.py) and its eval
+    <method>+<attack>/       with --attack: smfa attack of <method>'s model (attacks/), its eval/
     <method>/unlearn/        smfa unlearn (model/, deltas, run.json)
     <method>/eval/           smfa eval of <method>/unlearn's model
     report/report.md         smfa report over every eval/
@@ -73,8 +75,13 @@ def run_benchmark(data: str | Path, split: str, model: str | Path, methods: Sequ
                   judge: Judge, judge_name: str, judge_options: dict | None = None, train=None,
                   method_options: dict[str, dict] | None = None, baseline: bool = True, batch_size: int = 8,
                   max_new_tokens: int = 64, limit: int | None = None, progress: bool = True,
-                  log: Callable[[str], None] = print) -> Path:
-    """Run the comparison (see the module doc); returns OUT/report/report.md."""
+                  log: Callable[[str], None] = print, privacy: bool = False, oracle_model: Path | None = None,
+                  oracle_base: Path | None = None, oracle_train=None, attacks: Sequence[str] = ()) -> Path:
+    """Run the comparison (see the module doc); returns OUT/report/report.md. `privacy`: the
+    likelihood metrics too (privacy.py); an oracle (`oracle_model`, or one trained from
+    `oracle_base` with `oracle_train`) implies them and adds forget quality to every row.
+    `attacks` (relearn, int8, int4, perturb): each method's model attacked with `smfa attack`'s
+    defaults, evaluated as the rows METHOD+ATTACK."""
     from smfa_methods.method import TrainConfig
     from smfa_methods.registry import get_method
 
@@ -96,6 +103,19 @@ def run_benchmark(data: str | Path, split: str, model: str | Path, methods: Sequ
     resolved = {m: get_method(m).resolve_options(method_options.get(m, {})) for m in methods}
     train = train or TrainConfig()
     train.validate()
+    from .attacks.run import ATTACK_PARAMS
+
+    bad = sorted(set(attacks) - set(ATTACK_PARAMS))
+    if bad:
+        raise BenchDataError(f"unknown attack(s) {bad}; one of {', '.join(ATTACK_PARAMS)}")
+    if oracle_model is not None and oracle_base is not None:
+        raise BenchDataError("give --oracle-model or --oracle-base, not both")
+    privacy = privacy or oracle_model is not None or oracle_base is not None
+    if oracle_base is not None:
+        from .oracle import oracle_train_config
+
+        oracle_train = oracle_train or oracle_train_config(1000, 1e-3, 8)
+        oracle_train.validate()
     out = Path(out)
     model = Path(model)
 
@@ -104,7 +124,7 @@ def run_benchmark(data: str | Path, split: str, model: str | Path, methods: Sequ
         log(f"{label}: evaluating {model_dir} on {split} -> {eval_dir}")
         run_eval(bench.root, split, eval_dir, judge=judge, judge_name=judge_name, judge_options=judge_options,
                  model=str(model_dir), batch_size=batch_size, max_new_tokens=max_new_tokens, limit=limit,
-                 method=label, k=opts.get("k"), mode=opts.get("mode"), progress=progress)
+                 method=label, k=opts.get("k"), mode=opts.get("mode"), progress=progress, privacy=privacy)
         return eval_dir
 
     runs = []
@@ -113,4 +133,24 @@ def run_benchmark(data: str | Path, split: str, model: str | Path, methods: Sequ
     for m in methods:
         unlearned = _unlearned_model(m, model, forget, retain, out / m / "unlearn", train, resolved[m], log)
         runs.append(evaluate(unlearned, m, resolved[m]))
+        for a in attacks:
+            from .attacks.run import run_attack
+
+            kind, params = ATTACK_PARAMS[a]
+            run_attack(kind, unlearned, bench.root, split, out / f"{m}+{a}", params=params, label=m,
+                       progress=progress, log=log, eval_kw={
+                           "judge": judge, "judge_name": judge_name, "judge_options": judge_options,
+                           "batch_size": batch_size, "max_new_tokens": max_new_tokens, "limit": limit,
+                           "privacy": privacy})
+            runs.append(out / f"{m}+{a}" / "eval")
+    if oracle_model is not None or oracle_base is not None:
+        from .oracle import ORACLE, train_oracle
+        from .privacy import add_forget_quality
+
+        if oracle_base is not None:
+            oracle_model = train_oracle(bench, split, Path(oracle_base), out / ORACLE / "train", oracle_train, log=log)
+        oracle_eval = evaluate(Path(oracle_model), ORACLE, {})  # type: ignore[arg-type]
+        for r in runs:
+            log(f"forget quality of {r.parent.name}: {add_forget_quality(r, oracle_eval)}")
+        runs.append(oracle_eval)
     return write_report(runs, out / "report")

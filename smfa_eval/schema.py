@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-# 1.1: optional reworded/pretrain files; 1.2 (issue 17): optional general_eval(_template)
-# files of task general_understanding on unseen images (older readers ignore them)
+# 1.1: optional reworded/pretrain files; 1.2: optional general_eval(_template) files of task
+# general_understanding on unseen images, and optional holdout profiles (older readers ignore both)
 SCHEMA_VERSION = "1.2"
 TASKS = ("image_understanding", "image_memory", "text_memory")
 # Tasks only evaluation files hold (kept out of TASKS, which lays out Table 1's columns)
@@ -90,6 +90,7 @@ class Manifest:
     rewordings: int = 0
     pretrain_people: int = 0
     unseen_images: int = 0
+    holdout: list[str] = field(default_factory=list)  # holdout profile ids (holdout.py)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -209,7 +210,22 @@ def read_manifest(root: Path) -> Manifest:
     return Manifest(schema_version=version, files=files, splits=splits, seed=d.get("seed"),
                     n_profiles=d.get("n_profiles"), image_size=d.get("image_size"),
                     rewordings=int(d.get("rewordings") or 0), pretrain_people=int(d.get("pretrain_people") or 0),
-                    unseen_images=int(d.get("unseen_images") or 0))
+                    unseen_images=int(d.get("unseen_images") or 0),
+                    holdout=_holdout_ids(path, d.get("holdout"), splits))
+
+
+def _holdout_ids(path: Path, ids: object, splits: dict[str, Split]) -> list[str]:
+    """The manifest's holdout ids: a list of strings, in no split (else they would not be
+    non-members)."""
+    if ids is None:
+        return []
+    if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):
+        raise BenchDataError(f"{path}: holdout must be a list of profile ids")
+    for s in splits.values():
+        both = sorted(set(ids) & (set(s.forget) | set(s.retain_fewshot)))
+        if both:
+            raise BenchDataError(f"{path}: holdout profile(s) {both} are also in split {s.name!r}")
+    return list(ids)
 
 
 class Bench:

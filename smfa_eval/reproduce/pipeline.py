@@ -140,14 +140,16 @@ class Reproduction:
         pr = self.preset.protocol
         for phrasing in phrasings:
             name = f"eval/{split}/{step_label(label)}/{phrasing}"
+            privacy = pr.privacy and phrasing == "paraphrase"  # privacy_steps.py; off: configs as before
 
-            def build(tmp: Path, phrasing: str = phrasing) -> None:
+            def build(tmp: Path, phrasing: str = phrasing, privacy: bool = privacy) -> None:
                 run_eval(bench.root, split, tmp, judge=get_judge("heuristic"), judge_name="heuristic",
                          model=str(model), batch_size=16, max_new_tokens=pr.max_new_tokens, limit=pr.eval_limit,
-                         method=label, k=k, progress=self._bars(), items_file=PHRASINGS[phrasing])
+                         method=label, k=k, progress=self._bars(), items_file=PHRASINGS[phrasing], privacy=privacy)
 
             d = self.steps.run(name, {"split": split, "label": label, "phrasing": phrasing, "limit": pr.eval_limit,
-                                      "max_new_tokens": pr.max_new_tokens}, build, reads=reads)
+                                      "max_new_tokens": pr.max_new_tokens, **({"privacy": True} if privacy else {})},
+                               build, reads=reads)
             if phrasing not in self._ceilings:
                 self._ceilings[phrasing] = ceilings(bench, PHRASINGS[phrasing])
             self.records += records_from_items(d / "items.jsonl", model=label, split=split, phrasing=phrasing,
@@ -156,6 +158,10 @@ class Reproduction:
                 self._items.setdefault((split, phrasing), {})[label] = d / "items.jsonl"
             if label == "smfa":
                 self._smfa_k[split] = k
+            if privacy:
+                from .privacy_records import records_from_run
+
+                self.records += records_from_run(d, model=label, split=split, phrasing=phrasing, seed=self.seed, k=k)
 
     # -- the whole run ----------------------------------------------------------------------
     def run(self) -> Path:
@@ -170,14 +176,20 @@ class Reproduction:
         for split in p.protocol.splits:
             self.evaluate(bench, original, split, ORIGINAL, reads)
             smfa_k = None
+            unlearned = {}
             for method in p.methods:
                 lr, opts = method_settings(p, method)
                 d = self.unlearn(bench, original, split, method, lr, opts)
                 k = opts.get("k") if method == "smfa" else None
                 self.evaluate(bench, d / "model", split, method, (*reads, f"unlearn/{split}/{method}"), k=k)
+                unlearned[method] = (d / "model", (*reads, f"unlearn/{split}/{method}"))
                 if method == "smfa":
                     smfa_k = opts.get("k", 1.0)
                     self._smfa_variants(bench, original, d, split, smfa_k)
+            if p.protocol.privacy:
+                from .privacy_steps import privacy_split
+
+                privacy_split(self, bench, split, unlearned)
         if p.protocol.sequential:
             from .sequential_steps import sequential_steps
 

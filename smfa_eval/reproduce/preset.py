@@ -74,6 +74,8 @@ class Protocol:
     sequential: int = 0
     sequential_methods: tuple[str, ...] = ()  # default: every method of [methods]
     sequential_forget: str = "request"  # or "cumulative": one growing forget set
+    privacy: bool = False               # oracle, MCQ / truth ratio / MIA ... (privacy_steps.py)
+    attacks: tuple[str, ...] = ()       # of relearn, int8, int4, perturb (needs privacy)
 
 
 @dataclass(frozen=True)
@@ -216,11 +218,14 @@ def load_preset(name_or_path: str) -> Preset:
            f"must name methods of [methods] ({sorted(methods)})")
     _check(protocol.sequential_forget in ("request", "cumulative"), src, "protocol.sequential_forget",
            f"must be request or cumulative, got {protocol.sequential_forget!r}")
+    bad = sorted(set(protocol.attacks) - {"relearn", "int8", "int4", "perturb"})
+    _check(not bad, src, "protocol.attacks", f"has unknown attack(s) {bad}; valid: relearn, int8, int4, perturb")
+    _check(protocol.privacy or not protocol.attacks, src, "protocol.attacks", "needs protocol.privacy = true")
     bench = raw.get("bench", {})
     _check(isinstance(bench, dict) and all(isinstance(v, int) and v >= 0 for v in bench.values()), src, "[bench]",
            "must hold non-negative integers")
     unknown = sorted(set(bench) - {"profiles", "general_images", "image_size", "rewordings", "pretrain_people",
-                                   "unseen_images"})
+                                   "unseen_images", "holdout"})
     _check(not unknown, src, "[bench]", f"has unknown key(s) {unknown}")
     model = raw.get("model", {})
     _check(isinstance(model, dict), src, "[model]", "must be a table")

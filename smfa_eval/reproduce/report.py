@@ -178,8 +178,11 @@ def write_report(out: Path, preset: Preset, seed: int, records: list[dict], step
           "## Table 1, seen phrasing: the fine-tuning questions themselves", "",
           table1(records, pr.splits, "template"),
           f"## Table 2: ablation ({pr.ablation_split})", "", table2(records, pr.ablation_split),
-          *extra_sections(every, pr.splits, pr.ablation_split, out),
-          "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figs]
+          *extra_sections(every, pr.splits, pr.ablation_split, out)]
+    from .privacy_view import privacy_markdown
+
+    md += privacy_markdown(records, pr.splits, out)  # nothing unless [protocol] privacy = true
+    md += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figs]
     info = run_info(preset, seed, sys.argv, steps)
     md += ["", "## Wall time per step (s)", "", "| step | s |", "|---|---|"]
     md += [f"| {k} | {v:.0f} |" for k, v in info["wall_s"].items()]

@@ -39,12 +39,14 @@ def mix(bench: Bench, sources: tuple[str, ...], seed: int) -> list[dict]:
     return rows
 
 
-def train_stage(bench: Bench, model: Path, stage: Stage, out: Path, *, seed: int, progress: bool | None) -> dict:
-    """Train every parameter of `model` on the stage's data; the result is out/model."""
+def train_stage(bench: Bench, model: Path, stage: Stage, out: Path, *, seed: int, progress: bool | None,
+                exclude_profiles: frozenset[str] = frozenset()) -> dict:
+    """Train every parameter of `model` on the stage's data; the result is out/model.
+    `exclude_profiles`: rows about these profiles are left out (the retrained oracle)."""
     from smfa_methods.api import finetune
     from smfa_methods.method import TrainConfig
 
-    rows = mix(bench, stage.data, seed)
+    rows = [r for r in mix(bench, stage.data, seed) if r.get("profile_id") not in exclude_profiles]
     data = out / "train.jsonl"
     data.write_text("".join(json.dumps({k: r[k] for k in ("question", "answer", "image") if r.get(k) is not None})
                             + "\n" for r in rows), encoding="utf-8")

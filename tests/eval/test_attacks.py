@@ -1,0 +1,179 @@
+"""The attacks of `smfa attack`: hand-worked quantization codes, the relearning split, the
+perturbed benchmark, and each command end to end on a tiny Qwen2.5-VL (then `smfa report`'s
+robustness table)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from smfa_cli.main import cli
+from smfa_eval.attacks import AttackError
+from smfa_eval.attacks.quantize import quantize_model, quantize_tensor
+from smfa_eval.schema import Bench
+
+
+def test_int8_codes_hand_worked():
+    w = torch.tensor([[1.27, -0.5, 0.02], [0.0, 0.0, 0.0]])
+    q, deq = quantize_tensor(w, 8)
+    # row 0: scale = 1.27 / 127 = 0.01 -> codes 127, -50, 2; row 1: all zero
+    assert q.tolist() == [[127, -50, 2], [0, 0, 0]] and q.dtype == torch.int8
+    assert torch.allclose(deq, torch.tensor([[1.27, -0.5, 0.02], [0.0, 0.0, 0.0]]), atol=1e-6)
+
+
+def test_int4_codes_hand_worked():
+    # two groups of 4: [-1, 0, 2, 0.4]: lo -1, hi 2, scale 0.2, zero 5 -> codes 0, 5, 15, 7;
+    # [0, 1, 3, 0.8]: scale 0.2, zero 0 -> 0, 5, 15, 4. 0.3 lies between codes: it rounds to 0.2 x 2 = 0.4
+    w = torch.tensor([[-1.0, 0.0, 2.0, 0.4, 0.0, 1.0, 3.0, 0.8], [-1.0, 0.0, 2.0, 0.3, 0.0, 1.0, 3.0, 0.8]])
+    q, deq = quantize_tensor(w, 4, group_size=4)
+    assert q[0].tolist() == [0, 5, 15, 7, 0, 5, 15, 4] and q.dtype == torch.uint8
+    assert torch.allclose(deq[0], w[0], atol=1e-6)
+    assert deq[1, 3].item() == pytest.approx(0.4, abs=1e-6)
+    with pytest.raises(ValueError, match="bits must be"):
+        quantize_tensor(w, 3)
+
+
+def test_quantize_model_keeps_lm_head_and_leaves_few_levels(tiny_checkpoint):
+    from smfa_methods.models import load_model
+
+    m = load_model(tiny_checkpoint("llama")).model
+    head = m.lm_head.weight.clone()
+    info = quantize_model(m, 4, group_size=16)
+    assert info["linears"] > 0 and torch.equal(m.lm_head.weight, head)
+    w = m.model.layers[0].mlp.down_proj.weight
+    for row in w.reshape(w.shape[0], -1, 16)[:4]:
+        for group in row:
+            assert len(torch.unique(group)) <= 16
+
+
+def test_relearn_split_and_exclusions(small_bench):
+    from smfa_eval.attacks.relearn import excluded_eval_ids, relearn_facts
+    from smfa_eval.schema import read_qa
+
+    b = Bench(small_bench)
+    forget = read_qa(small_bench / b.split("forget05").forget_file, b.root)
+    facts = relearn_facts(forget, 0.5, seed=0)
+    all_facts = {(it.profile_id, it.attribute) for it in forget}
+    assert len(facts) == round(0.5 * len(all_facts)) and facts < all_facts
+    assert relearn_facts(forget, 0.5, seed=0) == facts  # seeded
+    ex = set(excluded_eval_ids(b, "forget05", facts))
+    forget_ids = set(b.split("forget05").forget)
+    kept = [it for it in b.qa("eval") if it.profile_id in forget_ids and it.id not in ex]
+    assert ex and kept and all((it.profile_id, "fun_fact" if it.attribute in ("talent", "hobby", "food")
+                                else it.attribute) not in facts for it in kept)
+    with pytest.raises(AttackError, match="--fraction"):
+        relearn_facts(forget, 1.0, seed=0)
+
+
+def test_perturbed_bench(small_bench, tmp_path):
+    from PIL import Image
+
+    from smfa_eval.attacks.perturb import perturb_image, perturbed_bench
+
+    src = Image.open(small_bench / "images/portraits/p00000.png")
+    a, b = perturb_image(src, random.Random(1)), perturb_image(src, random.Random(1))
+    assert a.size == src.size and a.tobytes() == b.tobytes() and a.tobytes() != src.convert("RGB").tobytes()
+    before = (small_bench / "eval.jsonl").read_bytes()
+    info = perturbed_bench(Bench(small_bench), "forget05", tmp_path / "pb", seed=0)
+    assert (small_bench / "eval.jsonl").read_bytes() == before  # the original is untouched
+    pb, orig = Bench(tmp_path / "pb"), Bench(small_bench)
+    forget = set(orig.split("forget05").forget)
+    old = {it.id: it for it in orig.qa("eval")}
+    new = {it.id: it for it in pb.qa("eval")}
+    assert old.keys() == new.keys() and info["images"] > 0 and info["questions"] > 0
+    for iid, it in new.items():
+        o = old[iid]
+        if it.profile_id not in forget:
+            assert it == o
+            continue
+        assert it.answer == o.answer and it.keys == o.keys
+        if it.task == "image_memory":
+            assert it.image.startswith("images/perturbed/") and (tmp_path / "pb" / it.image).is_file()
+        else:
+            assert it.image == o.image  # understanding images keep their pixels
+    assert sum(new[i].question != old[i].question for i in new if new[i].profile_id in forget) == info["questions"]
+
+
+@pytest.fixture
+def attack_args(tiny_checkpoint, small_bench, tmp_path):
+    def make(kind, out, *extra):
+        return [str(a) for a in ["attack", kind, "--model", tiny_checkpoint("qwen2_5_vl"), "--data", small_bench,
+                                 "--split", "forget05", "--out", out, "--label", "smfa", "--limit", 1,
+                                 "--max-new-tokens", 2, *extra]]
+    return make
+
+
+def test_attack_commands_and_robustness_table(attack_args, tmp_path):
+    runs = {}
+    for kind, extra, name in (("quantize", ("--bits", "4"), "smfa+int4"), ("quantize", ("--bits", "8"), "smfa+int8"),
+                              ("relearn", ("--steps", "1", "--train-batch-size", "2"), "smfa+relearn"),
+                              ("perturb", (), "smfa+perturb")):
+        out = tmp_path / name
+        r = CliRunner().invoke(cli, attack_args(kind, out, *extra))
+        assert r.exit_code == 0, r.output
+        s = json.loads((out / "eval" / "summary.json").read_text())
+        assert s["run"]["method"] == name and (out / "attack.json").is_file()
+        runs[name] = out / "eval"
+    rec = json.loads((tmp_path / "smfa+relearn" / "attack.json").read_text())
+    excluded = set(rec["result"]["excluded"])
+    ids = {json.loads(x)["id"] for x in (runs["smfa+relearn"] / "items.jsonl").read_text().splitlines()}
+    assert excluded and not ids & excluded
+    # a rerun reuses the attacked model; other settings are an error
+    r = CliRunner().invoke(cli, attack_args("quantize", tmp_path / "smfa+int4", "--bits", "4"))
+    assert r.exit_code == 0 and "reusing" in r.output
+    r = CliRunner().invoke(cli, attack_args("quantize", tmp_path / "smfa+int4", "--bits", "4", "--group-size", "8"))
+    assert r.exit_code != 0 and "other settings (group_size)" in r.output and "Traceback" not in r.output
+
+    base = tmp_path / "before"
+    r = CliRunner().invoke(cli, [str(a) for a in ["eval", "--model", attack_args("x", "y")[3], "--data",
+                                                  attack_args("x", "y")[5], "--split", "forget05", "--out", base,
+                                                  "--method", "smfa", "--k", 2, "--limit", 1, "--max-new-tokens", 2]])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["report", str(base), *map(str, runs.values()), "--out", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    md = (tmp_path / "rep" / "report.md").read_text()
+    # "smfa (k=2)" before, "smfa+int4" after: paired by method name
+    assert "## Robustness (attacks)" in md
+    row = next(line for line in md.splitlines() if line.startswith("| smfa [forget05] |"))
+    cells = [c.strip() for c in row.strip("|").split("|")][1:]
+    # R before, on the relearn run's items, after relearn, int8, int4, perturb
+    assert all(cells[i] != "-" for i in (0, 2, 4, 6, 8, 10)), row
+    relearn_ids = {json.loads(x)["id"] for x in (runs["smfa+relearn"] / "items.jsonl").read_text().splitlines()}
+    before_rows = [json.loads(x) for x in (base / "items.jsonl").read_text().splitlines()]
+    mem = [r["rougeL_f"] for r in before_rows if r["set"] == "forget" and r["id"] in relearn_ids
+           and r["task"] in ("image_memory", "text_memory")]
+    by_task = {}
+    for r in before_rows:
+        if r["set"] == "forget" and r["id"] in relearn_ids and r["task"] in ("image_memory", "text_memory"):
+            by_task.setdefault(r["task"], []).append(r["rougeL_f"])
+    assert mem and float(cells[2]) == pytest.approx(sum(sum(v) / len(v) for v in by_task.values()) / len(by_task),
+                                                    abs=5e-4)
+    assert (tmp_path / "rep" / "robustness.png").is_file()
+
+
+@pytest.mark.parametrize("extra,match", [(("--split", "forget99"), "no split 'forget99'"),
+                                         (("--fraction", "1.5"), "--fraction must be in (0, 1)")])
+def test_attack_errors(attack_args, tmp_path, extra, match):
+    out = tmp_path / "bad"
+    r = CliRunner().invoke(cli, attack_args("relearn", out, *extra))
+    assert r.exit_code != 0 and match in r.output and "Traceback" not in r.output, r.output
+    assert not out.exists()
+
+
+def test_attack_with_oracle_eval_adds_forget_quality(attack_args, tmp_path):
+    ref = tmp_path / "ref"
+    args = attack_args("x", "y")
+    r = CliRunner().invoke(cli, ["eval", "--model", args[3], "--data", args[5], "--split", "forget05", "--out",
+                                 str(ref), "--limit", "1", "--max-new-tokens", "2", "--privacy"])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "q8"
+    r = CliRunner().invoke(cli, attack_args("quantize", out, "--bits", "8", "--oracle-eval", ref))
+    assert r.exit_code == 0, r.output
+    p = json.loads((out / "eval" / "summary.json").read_text())["privacy"]
+    assert 0.0 <= p["forget_quality"] <= 1.0 and p["forget_quality_oracle"] == str(ref)
+    r = CliRunner().invoke(cli, attack_args("quantize", tmp_path / "q8b", "--oracle-eval", tmp_path))
+    assert r.exit_code != 0 and "no items.jsonl" in r.output and not (tmp_path / "q8b").exists()

@@ -70,6 +70,12 @@ class Protocol:
     # also run smfa with per-modality forget deltas (the method's per_modality option, k_image /
     # k_text from [methods.smfa]) on the ablation split, next to the single-delta smfa row
     modality_ablation: bool = False
+    # also run the public re-implementation's SMFA (the method's variant = "public": the anchor
+    # trained jointly with two forget views, the two sculpted deltas averaged) on the ablation
+    # split, as the row smfa:public; public_retain: its retain data, "full" (every profile outside
+    # the forget set, as the re-implementation trains on) or "few" (the split's D_r^few)
+    public_variant: bool = False
+    public_retain: str = "full"
 
 
 @dataclass(frozen=True)
@@ -207,6 +213,11 @@ def load_preset(name_or_path: str) -> Preset:
     for s in (*protocol.splits, protocol.ablation_split):
         _check(s in SPLITS, src, "protocol", f"names split {s!r}; valid: {list(SPLITS)}")
     _check(protocol.ablation_split in protocol.splits, src, "protocol.ablation_split", "must be one of the splits")
+    _check(protocol.public_retain in ("full", "few"), src, "protocol.public_retain",
+           f"must be full or few, got {protocol.public_retain!r}")
+    _check(methods.get("smfa", {}).get("variant", "paper") == "paper", src, "methods.smfa.variant",
+           "must stay paper (the smfa row is the paper's); the public variant is its own row: "
+           "[protocol] public_variant = true")
     bench = raw.get("bench", {})
     _check(isinstance(bench, dict) and all(isinstance(v, int) and v >= 0 for v in bench.values()), src, "[bench]",
            "must hold non-negative integers")

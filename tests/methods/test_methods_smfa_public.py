@@ -125,9 +125,9 @@ def test_public_trains_the_anchor_jointly_on_both_views_of_the_retain_data(tiny_
 
 def test_public_with_lora_merges_the_mean_of_the_sculpted_adapters(tiny_model, vlm_data, tmp_path):
     """LoRA: three PEFT adapters from one run; the model is θ_o + ½ Σ sculpt(scale·B·A, anchor's)."""
-    import smfa_core
     from peft import PeftModel
 
+    import smfa_core
     from smfa_methods import models
 
     base = tiny_model("qwen2_5_vl")

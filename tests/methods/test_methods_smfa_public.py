@@ -179,12 +179,17 @@ def test_default_variant_is_the_paper_smfa_unchanged(tiny_model, vlm_data, tmp_p
     assert (tmp_path / "default" / "checkpoints" / "anchor").is_dir()  # the paper's anchor: its own run
 
 
-def test_bad_variant_options_fail_before_training(tiny_model, vlm_data, tmp_path):
+def test_bad_variant_options_fail_before_training(tiny_model, vlm_data, tmp_path, monkeypatch):
     base = tiny_model("qwen2_5_vl")
+    with monkeypatch.context() as m:
+        m.setenv("WORLD_SIZE", "2")  # six forwards before one backward bypass DDP: refused, not silently wrong
+        with pytest.raises(MethodError, match="one process"):
+            unlearn("smfa", model=base, forget=vlm_data[0], retain=vlm_data[1], out=tmp_path / "c",
+                    options={"variant": "public"})
     with pytest.raises(MethodError, match="'variant'.*paper, public.*'nope'"):
         unlearn("smfa", model=base, forget=vlm_data[0], retain=vlm_data[1], out=tmp_path / "a",
                 options={"variant": "nope"})
     with pytest.raises(MethodError, match="does not combine with per_modality"):
         unlearn("smfa", model=base, forget=vlm_data[0], retain=vlm_data[1], out=tmp_path / "b",
                 options={"variant": "public", "per_modality": True})
-    assert not (tmp_path / "a" / "checkpoints").exists() and not (tmp_path / "b" / "checkpoints").exists()
+    assert not any((tmp_path / d / "checkpoints").exists() for d in "abc")

@@ -13,7 +13,9 @@
 
 SMFA follows the paper: one ΔW_f trained on D_f^idk ∪ D_r^few, an anchor trained separately on
 D_r^few, the mask of §3 with ρ per tensor (Eq. 8), merged once. MFA is ΔW_f merged unsculpted;
-the ablation and the k-sweep re-sculpt the same saved deltas, never retrain.
+the ablation and the k-sweep re-sculpt the same saved deltas, never retrain. Opt-in rows on the
+ablation split: `smfa:per_modality` ([protocol] modality_ablation) and `smfa:public`
+([protocol] public_variant: the public re-implementation's SMFA, smfa_methods/methods/smfa_public.py).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from ..schema import Bench
 from .preset import Preset
 from .results import PHRASINGS, ceilings, records_from_items, write_results
 from .steps import Steps
-from .training import train_stage, unlearn_run
+from .training import train_stage, unlearn_run, write_full_retain
 
 ORIGINAL = "original"
 # SMFA variants made by re-sculpting the saved deltas: label -> (mode, k or None = preset k)
@@ -109,13 +111,21 @@ class Reproduction:
 
     # -- unlearning -------------------------------------------------------------------------
     def unlearn(self, bench: Bench, original: Path, split: str, method: str, lr: float, options: dict,
-                tag: str = "") -> Path:
+                tag: str = "", retain: str = "few") -> Path:
+        """`retain`: "few" (the split's D_r^few) or "full" (every profile outside the forget
+        set, written to the step's retain_full.jsonl)."""
         name = f"unlearn/{split}/{method}{tag}"
         cfg = {"method": method, "split": split, "lr": lr, "options": options, "unlearn": asdict(self.preset.unlearn),
                "seed": self.seed}
-        return self.steps.run(name, cfg, lambda tmp: unlearn_run(
-            method, original, bench, split, tmp, self.preset.unlearn, lr=lr, options=options, seed=self.seed,
-            progress=self.progress), reads=self._model_reads)
+        if retain != "few":  # only then, so that every other step keeps the fingerprint it had
+            cfg["retain"] = retain
+
+        def build(tmp: Path) -> dict:
+            data = write_full_retain(bench, split, tmp / "retain_full.jsonl") if retain == "full" else None
+            return unlearn_run(method, original, bench, split, tmp, self.preset.unlearn, lr=lr, options=options,
+                               seed=self.seed, progress=self.progress, retain=data)
+
+        return self.steps.run(name, cfg, build, reads=self._model_reads)
 
     def sculpt(self, original: Path, smfa_dir: Path, split: str, label: str, mode: str, k: float,
                tag: str = "") -> Path:
@@ -225,6 +235,8 @@ class Reproduction:
                               phrasings=("paraphrase",))
         if split == p.protocol.ablation_split and p.protocol.modality_ablation:
             self._per_modality(bench, original, split, k)
+        if split == p.protocol.ablation_split and p.protocol.public_variant:
+            self._public(bench, original, split, k)
 
     def _per_modality(self, bench: Bench, original: Path, split: str, k: float) -> None:
         """smfa with image-memory and text-memory forget deltas sculpted separately (retrained:
@@ -232,6 +244,18 @@ class Reproduction:
         lr, opts = method_settings(self.preset, "smfa")
         tag, label = "-per_modality", "smfa:per_modality"
         d = self.unlearn(bench, original, split, "smfa", lr, {**opts, "per_modality": True}, tag=tag)
+        self.evaluate(bench, d / "model", split, label, (*self._model_reads, f"unlearn/{split}/smfa{tag}"), k=k)
+
+    def _public(self, bench: Bench, original: Path, split: str, k: float) -> None:
+        """smfa as the public re-implementation has it (variant=public: the anchor trained jointly
+        with a multimodal-view and a text-view forget delta, each sculpted with its own k, then
+        averaged), on the retain data `[protocol] public_retain` names (default: the whole retain
+        split, as the re-implementation does), evaluated as the row `smfa:public`."""
+        lr, opts = method_settings(self.preset, "smfa")
+        opts = {key: v for key, v in opts.items() if key != "per_modality"}  # its own two deltas instead
+        tag, label = "-public", "smfa:public"
+        d = self.unlearn(bench, original, split, "smfa", lr, {**opts, "variant": "public"}, tag=tag,
+                         retain=self.preset.protocol.public_retain)
         self.evaluate(bench, d / "model", split, label, (*self._model_reads, f"unlearn/{split}/smfa{tag}"), k=k)
 
 

@@ -76,6 +76,12 @@ class Protocol:
     sequential_forget: str = "request"  # or "cumulative": one growing forget set
     privacy: bool = False               # oracle, MCQ / truth ratio / MIA ... (privacy_steps.py)
     attacks: tuple[str, ...] = ()       # of relearn, int8, int4, perturb (needs privacy)
+    # also run the public re-implementation's SMFA (the method's variant = "public": the anchor
+    # trained jointly with two forget views, the two sculpted deltas averaged) on the ablation
+    # split, as the row smfa:public; public_retain: its retain data, "full" (every profile outside
+    # the forget set, as the re-implementation trains on) or "few" (the split's D_r^few)
+    public_variant: bool = False
+    public_retain: str = "full"
 
 
 @dataclass(frozen=True)
@@ -221,6 +227,11 @@ def load_preset(name_or_path: str) -> Preset:
     bad = sorted(set(protocol.attacks) - {"relearn", "int8", "int4", "perturb"})
     _check(not bad, src, "protocol.attacks", f"has unknown attack(s) {bad}; valid: relearn, int8, int4, perturb")
     _check(protocol.privacy or not protocol.attacks, src, "protocol.attacks", "needs protocol.privacy = true")
+    _check(protocol.public_retain in ("full", "few"), src, "protocol.public_retain",
+           f"must be full or few, got {protocol.public_retain!r}")
+    _check(methods.get("smfa", {}).get("variant", "paper") == "paper", src, "methods.smfa.variant",
+           "must stay paper (the smfa row is the paper's); the public variant is its own row: "
+           "[protocol] public_variant = true")
     bench = raw.get("bench", {})
     _check(isinstance(bench, dict) and all(isinstance(v, int) and v >= 0 for v in bench.values()), src, "[bench]",
            "must hold non-negative integers")

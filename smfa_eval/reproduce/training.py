@@ -60,10 +60,27 @@ def train_stage(bench: Bench, model: Path, stage: Stage, out: Path, *, seed: int
     return {"examples": len(rows), **result.metrics}
 
 
+def write_full_retain(bench: Bench, split: str, path: Path) -> Path:
+    """The split's whole retain set as a JSONL file: the fine-tuning items of every profile
+    not in its forget set (as MLLMU-Bench's retain_90 is the complement of forget_10; the
+    public re-implementation trains on that). Image paths are written absolute, so the file
+    can live outside the benchmark directory."""
+    forget = set(bench.split(split).forget)
+    with bench.path("finetune").open(encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh if line.strip()]
+    rows = [r for r in rows if r.get("profile_id") and r["profile_id"] not in forget]
+    for r in rows:
+        if r.get("image"):
+            r["image"] = str((bench.root / r["image"]).resolve())
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
 def unlearn_run(method: str, original: Path, bench: Bench, split: str, out: Path, u: Unlearn, *, lr: float,
-                options: dict[str, Any], seed: int, progress: bool | None, forget: Path | None = None) -> dict:
-    """`smfa unlearn --method METHOD` on the split's forget / few-shot retain files (`forget`:
-    another forget file, e.g. one sequential request's)."""
+                options: dict[str, Any], seed: int, progress: bool | None, forget: Path | None = None,
+                retain: Path | None = None) -> dict:
+    """`smfa unlearn --method METHOD` on the split's forget file and its few-shot retain file
+    (`forget`: another forget file, e.g. one sequential request's; `retain`: another retain file)."""
     from smfa_methods.api import unlearn
     from smfa_methods.method import TrainConfig
 
@@ -72,7 +89,7 @@ def unlearn_run(method: str, original: Path, bench: Bench, split: str, out: Path
                       lora_alpha=u.lora_alpha, bf16=u.bf16, seed=seed, max_length=0, logging_steps=10,
                       progress=progress)
     result = unlearn(method, model=original, forget=forget or bench.root / sp.forget_file,
-                     retain=bench.root / sp.retain_file,
+                     retain=retain or bench.root / sp.retain_file,
                      out=out, train=cfg, options=options)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return result.metrics

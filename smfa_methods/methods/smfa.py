@@ -6,15 +6,21 @@ D_r^few, then sculpt the MFA with the anchor (k, mode) and merge. Both deltas ar
 Options beyond the paper's: `k_rules` (a k per tensor: a list of 'REGEX=K', first fullmatch on
 the on-disk tensor name wins, `k` for the rest; or the path of a rules file) and
 `per_modality` (separate image-memory and text-memory forget deltas with their own k:
-`k_image`, `k_text`, -1 = `k`; see smfa_modality)."""
+`k_image`, `k_text`, -1 = `k`; see smfa_modality), and `variant`: "paper" (the default: all of
+the above) or "public", the one public re-implementation's SMFA (Open-MMUnlearning: the anchor
+trained jointly with a multimodal-view and a text-view forget adapter in one run, each forget
+delta sculpted with its own k, `k_image` / `k_text`, then the two averaged; see smfa_public)."""
 
 from __future__ import annotations
 
 from ..data import ExampleDataset
+from ..errors import MethodError
 from ..losses import ce
 from ..method import Job, Method, Result
 from ..sculpting import k_rules_option, sculpt_and_merge
 from .idk import with_refusals
+
+VARIANTS = ("paper", "public")
 
 
 def _train_and_export(method: Method, job: Job, dataset, stage: str):
@@ -64,11 +70,27 @@ class SMFA(MFA):
     paper = "the SMFA paper, §3 (Eqs. 4-11)"
     reference = "none (a retaining anchor ΔW_a trained on D_r^few)"
     options = {"k": 1.0, "mode": "both", "eps": 1e-8, "k_rules": [], "per_modality": False,
-               "k_image": -1.0, "k_text": -1.0}
+               "k_image": -1.0, "k_text": -1.0, "variant": "paper"}
+
+    def resolve_options(self, given: dict) -> dict:
+        """The base checks, plus `variant` (one of VARIANTS, not with per_modality): checked
+        here so a preset or `--set` naming a bad one fails before anything loads."""
+        opts = super().resolve_options(given)
+        if opts["variant"] not in VARIANTS:
+            raise MethodError(f"option 'variant' of 'smfa' must be one of {', '.join(VARIANTS)}, "
+                              f"got {opts['variant']!r}")
+        if opts["variant"] == "public" and opts["per_modality"]:
+            raise MethodError("smfa: variant=public has its own two forget deltas (a multimodal and a text-only "
+                              "view); it does not combine with per_modality")
+        return opts
 
     def run(self, job: Job) -> Result:
         opts = self.resolve_options(job.options)
         k_rules = k_rules_option(opts["k_rules"])  # a bad rule fails before any training
+        if opts["variant"] == "public":
+            from .smfa_public import run_public
+
+            return run_public(self, job, opts, k_rules)
         if opts["per_modality"]:
             from .smfa_modality import run_per_modality
 

@@ -37,9 +37,10 @@ def split_by_modality(forget: list[Example]) -> dict[str, list[Example]]:
     return groups
 
 
-def sum_deltas(paths: list[Path], out: Path) -> Path:
-    """One dense delta = the sum of dense deltas (fp32, summed tensor by tensor: all of one
-    delta's tensors are in memory at once, a sculpted delta's size, not the model's)."""
+def sum_deltas(paths: list[Path], out: Path, scale: float = 1.0) -> Path:
+    """One dense delta = `scale` x the sum of dense deltas (fp32, summed tensor by tensor: all
+    of one delta's tensors are in memory at once, a sculpted delta's size, not the model's).
+    scale 0.5 over two deltas is their mean (the `public` variant)."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
@@ -51,6 +52,8 @@ def sum_deltas(paths: list[Path], out: Path) -> Path:
             for name in fh.keys():
                 t = fh.get_tensor(name).float()
                 total[name] = total[name] + t if name in total else t
+    if scale != 1.0:  # leave per_modality's plain sum bit for bit as it was
+        total = {name: t * scale for name, t in total.items()}
     out.mkdir(parents=True, exist_ok=True)
     save_file(total, str(out / DELTA_FILE), metadata={"format": "pt", "smfa": "dense-delta"})
     return out

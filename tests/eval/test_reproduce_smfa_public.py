@@ -63,8 +63,9 @@ def test_public_row_is_opt_in_and_its_retain_can_be_the_few_shot_set(tmp_path, m
         rep._smfa_variants(None, tmp_path / "orig", tmp_path / "smfa", p.protocol.ablation_split, 2.0)
         public = [c for c in calls if c[0] == "unlearn" and c[3] == "-public"]
         assert [c[4] for c in public] == ([want] if want else [])
-    for name in ("quick", "cpu", "paper"):  # the committed presets leave it off
+    for name in ("quick", "paper"):  # opt-in: only the cpu reproduction compares the two
         assert not load_preset(name).protocol.public_variant
+    assert load_preset("cpu").protocol.public_variant
 
 
 @pytest.mark.parametrize("smfa, extra, match", [

@@ -147,7 +147,6 @@ def test_bad_columns_name_file_and_column_and_write_nothing(tmp_path, importer, 
 
 
 def test_parquet_files_in_the_published_layout_import(tmp_path):
-    pytest.importorskip("pyarrow", reason="pyarrow (the Parquet writer) is not installed")
     src = write_parquet(tmp_path / "src", mllmu_tables())
     r = CliRunner().invoke(cli, ["bench", "import", "mllmu", "--src", str(src), "--out", str(tmp_path / "m")])
     assert r.exit_code == 0, r.output

@@ -109,17 +109,20 @@ def merge(base, delta, out, delta_kind, backend, chunk_mb, device, overwrite, as
 def inspect(forget, anchor, k_sweep, eps, rho_scope, backend, chunk_mb, missing_anchor, forget_kind, anchor_kind,
             device, base, plot, as_json, out_json, progress):
     """Masked fraction for every k in one pass (per layer and overall)."""
+    from smfa_core.guard import guard_outputs
+    from smfa_core.report import write_json_file
     from smfa_core.sweep import inspect as run_inspect
     from smfa_core.sweep import parse_sweep, plot_sweep
 
+    guard_outputs({"--forget": forget, "--anchor": anchor, "--base": base},
+                  {"--out-json": out_json, "--plot": plot}, files=("--out-json", "--plot"))
     ks = parse_sweep(k_sweep)
     res = run_inspect(forget, anchor, ks=ks, base=base, eps=eps, rho_scope=rho_scope, backend=backend,
                       chunk_mb=chunk_mb, missing_anchor=missing_anchor, forget_kind=forget_kind,
                       anchor_kind=anchor_kind, progress=_progress_default() if progress is None else progress,
                       device=device)
     if out_json:
-        with open(out_json, "w") as fh:
-            json.dump(res, fh, indent=1)
+        write_json_file(out_json, res)
     if plot:
         plot_sweep(res, plot)
     if as_json:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from .errors import user_errors
 from .methods_cmds import _train_config, _train_options, parse_sets
 
 
@@ -109,12 +110,14 @@ def _judge(judge_name: str, judge_opt: tuple[str, ...], judge_config: Path | Non
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N eval items per (set, task).")
 @click.option("--overwrite", is_flag=True, help="Discard everything in --out first instead of resuming.")
 @_train_options
+@user_errors
 def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: tuple[str, ...], baseline: bool,
             judge_name: str, judge_opt: tuple[str, ...], judge_config: Path | None, out: Path, eval_batch_size: int,
             max_new_tokens: int, limit: int | None, overwrite: bool, **train_kw) -> None:
     """Unlearn MODEL with each METHOD on a split, evaluate them all, write OUT/report (resumable)."""
     import shutil
 
+    from smfa_core.guard import guard_outputs
     from smfa_eval.evaluate import RunMismatch
     from smfa_eval.generate import GenerationError
     from smfa_eval.judges import JudgeError
@@ -122,6 +125,7 @@ def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: 
     from smfa_eval.schema import BenchDataError
     from smfa_methods.errors import MethodError
 
+    guard_outputs({"--model": model, "--data": data, "--judge-config": judge_config}, {"--out": out})
     method_options: dict[str, dict] = {}
     for key, value in parse_sets(sets).items():
         meth, dot, opt = key.partition(".")
@@ -160,17 +164,20 @@ def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: 
               help="eval: the paraphrased questions; eval_template: the fine-tuning wordings (seen phrasing).")
 @click.option("--overwrite", is_flag=True, help="Discard a previous run in --out instead of resuming it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@user_errors
 def eval_cmd(model: str, data: str, split: str, judge_name: str, judge_opt: tuple[str, ...], judge_config: Path | None,
              out: Path, batch_size: int, max_new_tokens: int, limit: int | None, method: str | None, k: float | None,
              mode: str | None, items_file: str, overwrite: bool, as_json: bool) -> None:
     """Generate, score and tabulate MODEL on a split; resumes an interrupted run in OUT."""
     import shutil
 
+    from smfa_core.guard import guard_outputs
     from smfa_eval.evaluate import RunMismatch, run_eval
     from smfa_eval.generate import GenerationError
     from smfa_eval.judges import JudgeError
     from smfa_eval.schema import BenchDataError
 
+    guard_outputs({"--model": model, "--data": data, "--judge-config": judge_config}, {"--out": out})
     judge, opts = _judge(judge_name, judge_opt, judge_config)
     try:
         if overwrite and out.exists():
@@ -192,10 +199,13 @@ def eval_cmd(model: str, data: str, split: str, judge_name: str, judge_opt: tupl
 @click.command("report")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@user_errors
 def report_cmd(runs: tuple[str, ...], out: Path) -> None:
     """Combine eval RUNS (directories with summary.json) into markdown tables and figures."""
+    from smfa_core.guard import guard_outputs
     from smfa_eval.report import write_report
 
+    guard_outputs({f"run {r}": r for r in runs}, {"--out": out})
     try:
         path = write_report(list(runs), out)
     except (FileNotFoundError, KeyError, json.JSONDecodeError) as exc:

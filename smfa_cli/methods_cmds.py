@@ -91,9 +91,10 @@ def parse_sets(items: tuple[str, ...]) -> dict:
 
 
 def _user_errors():
+    from smfa_core.errors import SmfaError
     from smfa_methods.errors import MethodError
 
-    return (MethodError,)
+    return (MethodError, SmfaError)
 
 
 def register(cli: click.Group) -> None:

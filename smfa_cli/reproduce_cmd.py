@@ -40,6 +40,19 @@ def _plan(preset, seed: int, out: Path, tune: bool) -> list[str]:
     return lines
 
 
+def _guard(preset, out: Path, publish: Path | None) -> None:
+    """The preset file and a local [model] path are inputs: no output may touch them."""
+    from smfa_core.errors import SmfaError
+    from smfa_core.guard import guard_outputs
+    from smfa_eval.reproduce.pipeline import model_path
+
+    inputs = {"--preset": preset.source, "[model] path": model_path(preset) if "path" in preset.model else None}
+    try:
+        guard_outputs(inputs, {"--out": out, "--publish": publish})
+    except SmfaError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def register(cli: click.Group) -> None:
     @cli.command("reproduce")
     @click.option("--preset", "preset_name", default="cpu", show_default=True,
@@ -76,6 +89,7 @@ def register(cli: click.Group) -> None:
             raise click.ClickException(f"--tune on the test seed {seed} would tune on the numbers it reports; "
                                        f"use the preset's dev seed ({pr.dev_seed}) or another")
         out = out or Path("runs") / f"reproduce-{preset.name}-{preset.arch}-seed{seed}{'-tune' if tune else ''}"
+        _guard(preset, out, publish)
         if publish is not None:
             from smfa_eval.reproduce.publish import check_dest
 

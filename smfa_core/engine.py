@@ -24,6 +24,7 @@ from ._ops import BLOCK, MODES
 from .atomic import AtomicOutput, cleanup_stale
 from .backends import get_backend
 from .errors import SmfaError
+from .guard import guard_outputs
 from .names import match_names
 from .outputs import ShardedWriter, WriteBehind, copy_adapter_files, copy_base_files, shard_plan
 from .placement import Placement
@@ -267,6 +268,8 @@ def sculpt(
                      "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}.get(delta_dtype)
         if out_dtype is None:
             raise SmfaError(f"--delta-dtype must be fp32, bf16 or fp16, got {delta_dtype!r}")
+    guard_outputs({"--delta" if command == "merge" else "--forget": forget, "--anchor": anchor, "--base": base},
+                  {"--out": out, "--report": report_path}, files=("--report",))
     # Leftovers of runs that were killed: their temp dirs go, a parked old output comes back.
     cleanup_stale(os.path.dirname(os.path.abspath(out)))
     if os.path.exists(out) and not overwrite:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from smfa_core.guard import guard_outputs
+
 from .data import ExampleDataset, load_jsonl
 from .losses import ce
 from .method import Job, Method, Result, TrainConfig
@@ -22,6 +24,7 @@ def unlearn(
     options: dict[str, Any] | None = None,
 ) -> Result:
     """Run a registered method (or a Method object) on JSONL forget/retain files."""
+    guard_outputs({"--model": model, "--forget": forget, "--retain": retain}, run_outputs(out), run_dirs=("--out",))
     m = get_method(method) if isinstance(method, str) else method
     opts = m.resolve_options(options or {})  # fail on bad options/settings before loading anything
     train = train or TrainConfig()
@@ -34,6 +37,15 @@ def unlearn(
     if result.model is not None:  # only the main process returns a model
         write_run_info(job, m, result)
     return result
+
+
+# What a run writes inside OUT (SMFA's stages included): each must not be an input either.
+RUN_OUTPUTS = ("model", "delta", "checkpoints", "forget", "anchor", "run.json")
+
+
+def run_outputs(out: str | Path) -> dict[str, Path]:
+    """OUT and what a run writes inside it, as outputs for guard_outputs."""
+    return {"--out": Path(out), **{f"OUT/{n}": Path(out) / n for n in RUN_OUTPUTS}}
 
 
 class FineTune(Method):
@@ -54,6 +66,7 @@ def finetune(*, model: str | Path, data: str | Path, out: str | Path, train: Tra
              image_root: str | Path | None = None) -> Result:
     """Fine-tune on one JSONL file; out/model is the fine-tuned (merged) checkpoint.
     `image_root`: where relative image paths start (default: `data.image_root_of(data)`)."""
+    guard_outputs({"--model": model, "--data": data}, run_outputs(out), run_dirs=("--out",))
     m = FineTune()
     train = train or TrainConfig()
     train.validate()

@@ -11,6 +11,8 @@ from .errors import user_errors
 
 KINDS = click.Choice(["auto", "delta", "lora", "masked-adapter", "checkpoint"])
 BACKENDS = click.Choice(["auto", "cpu", "cuda", "triton", "reference"])
+ALLOW_NONFINITE_HELP = ("Write the output even if a tensor holds NaN or Inf (default: refuse, naming the "
+                        "tensor, and publish nothing).")
 
 
 def _common(fn):
@@ -53,12 +55,13 @@ def _progress_default() -> bool:
 @click.option("--delta-dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
               help="dtype of an emitted delta (default: the forget delta's own dtype; fp32 for LoRA/checkpoints).")
 @click.option("--report", "report_path", type=click.Path(), default=None, help="Also write the JSON report here.")
+@click.option("--allow-nonfinite", is_flag=True, help=ALLOW_NONFINITE_HELP)
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
 @user_errors
 def sculpt(forget, anchor, k, out, emit, mode, eps, rho_scope, backend, chunk_mb, missing_anchor, forget_kind,
-           anchor_kind, device, base, delta_dtype, report_path, overwrite, as_json, progress):
+           anchor_kind, device, base, delta_dtype, report_path, allow_nonfinite, overwrite, as_json, progress):
     """Mask the entries of ΔW_f that conflict with ΔW_a and dominate it; write delta/merged/mask."""
     import smfa_core
 
@@ -67,6 +70,7 @@ def sculpt(forget, anchor, k, out, emit, mode, eps, rho_scope, backend, chunk_mb
         rho_scope=rho_scope, backend=backend, chunk_mb=chunk_mb, missing_anchor=missing_anchor,
         forget_kind=forget_kind, anchor_kind=anchor_kind, delta_dtype=delta_dtype, overwrite=overwrite,
         report_path=report_path, progress=_progress_default() if progress is None else progress, device=device,
+        allow_nonfinite=allow_nonfinite,
     )
     click.echo(json.dumps(report.as_dict(), indent=1) if as_json else report.summary())
     if not as_json:
@@ -81,17 +85,18 @@ def sculpt(forget, anchor, k, out, emit, mode, eps, rho_scope, backend, chunk_mb
 @click.option("--backend", type=BACKENDS, default="auto", show_default=True)
 @click.option("--chunk-mb", type=float, default=64, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--allow-nonfinite", is_flag=True, help=ALLOW_NONFINITE_HELP)
 @click.option("--overwrite", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--progress/--no-progress", default=None)
 @user_errors
-def merge(base, delta, out, delta_kind, backend, chunk_mb, device, overwrite, as_json, progress):
+def merge(base, delta, out, delta_kind, backend, chunk_mb, device, allow_nonfinite, overwrite, as_json, progress):
     """Merge any delta into a base model, out of core: W + ΔW, one rounding."""
     import smfa_core
 
     report = smfa_core.merge(base, delta, out=out, forget_kind=delta_kind, backend=backend, chunk_mb=chunk_mb,
                              overwrite=overwrite, progress=_progress_default() if progress is None else progress,
-                             device=device)
+                             device=device, allow_nonfinite=allow_nonfinite)
     click.echo(json.dumps(report.as_dict(), indent=1) if as_json else
                f"merged {len(report.tensors)} tensors into {out} in {report.seconds:.1f}s")
 

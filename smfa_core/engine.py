@@ -143,6 +143,18 @@ def tensor_sumsq(src: DeltaSource, item: _Item, be, step: int, label: str, bar, 
     return total
 
 
+def check_finite(name: str, sums: list[tuple[str, torch.Tensor]]) -> None:
+    """Raise naming `name` when a written chunk holds NaN or Inf. `sums` are the block sums
+    of squares of each output chunk (fp64: a finite fp32 value squared never overflows), so
+    one small tensor per output says it, from the kernel that is already the fastest pass."""
+    for what, s in sums:
+        if not bool(torch.isfinite(s).all()):
+            why = ("NaN/Inf in the delta or the base, or base + delta overflows the base dtype"
+                   if what.startswith("merged") else "NaN/Inf in the inputs, or a --delta-dtype it overflows")
+            raise SmfaError(f"tensor {name!r}: the {what} has NaN or Inf values ({why}); nothing was "
+                            "written. Pass --allow-nonfinite to write it anyway")
+
+
 def open_inputs(forget: str, anchor: str | None, base: str | None, forget_kind: str,
                  anchor_kind: str) -> tuple[DeltaSource, DeltaSource | None, Checkpoint | None]:
     for label, p in (("--forget", forget), ("--anchor", anchor), ("--base", base)):
@@ -237,6 +249,7 @@ def sculpt(
     progress: bool = False,
     command: str = "sculpt",
     device: str = "cpu",
+    allow_nonfinite: bool = False,
     _staged: bool | None = None,
 ) -> Report:
     """Sculpt the forget delta against the anchor and write `emit` outputs into `out`.
@@ -249,6 +262,8 @@ def sculpt(
     `device` ("cpu", "cuda", "cuda:1"): where the kernels run; on a GPU chunks stream through
     pinned buffers, two in flight (see placement.py); memory stays bounded by chunk_mb.
     Returns the report, also written to OUT/smfa_report.json (and report_path if given).
+    A NaN or Inf in a written tensor (from the inputs, or a merge overflowing the base dtype)
+    is an error naming the tensor, with nothing published, unless `allow_nonfinite`.
     """
     t0 = time.perf_counter()
     check_k(k)
@@ -300,7 +315,7 @@ def sculpt(
         )
         with AtomicOutput(out, overwrite=overwrite) as tmp:
             _run(fsrc, asrc, base_ckpt, items, tmp, emits, imode, k, eps, rho_scope, be, step,
-                 out_dtype, max_shard_bytes, progress, report, pl)
+                 out_dtype, max_shard_bytes, progress, report, pl, allow_nonfinite=allow_nonfinite)
             report.seconds = time.perf_counter() - t0
             report.outputs = {e: out for e in emits}
             if pl.staged:
@@ -318,7 +333,7 @@ def sculpt(
 
 
 def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step, out_dtype,
-         max_shard_bytes, progress, report: Report, pl: Placement) -> None:
+         max_shard_bytes, progress, report: Report, pl: Placement, *, allow_nonfinite: bool = False) -> None:
     by_name = {it.name: it for it in items}
     need_norms = asrc is not None
     total_bytes = sum(it.numel * 2 for it in items) * (2 if need_norms else 1)
@@ -390,8 +405,10 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
         counts = []
 
         def finish() -> None:
-            slot, writes, c = pending.popleft()
+            slot, writes, c, sums = pending.popleft()
             pl.sync(slot)
+            if not allow_nonfinite:
+                check_finite(it.name, sums)
             for write, host in writes:
                 wb.write(write, it.name, host)
                 report.bytes_written += host.numel() * host.element_size()
@@ -416,10 +433,12 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
                 a, ab = f, fb  # unused by mode none; same shape keeps the kernel simple
             mask = outbuf("mask", torch.uint8, (n + 7) // 8) if mask_w is not None else None
             writes = []
+            sums = []  # (what, block sums of squares of what was written): finite iff its values are
             c = None
             if delta_w is not None:
                 o = outbuf("delta", out_dtype or fsrc.dtype(it.name))
                 c = be.sculpt_chunk(f, fb, a, ab, t, mode_i, None, o, mask)
+                sums.append(("delta output", be.sumsq_blocks(o, None)))
                 writes.append((delta_w.write, pl.fetch(slot, "delta", o)))
             if write_merged is not None:
                 w_dtype = base.info(it.name).torch_dtype
@@ -427,14 +446,17 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
                 bar.bytes_read += w.numel() * w.element_size()
                 o = outbuf("merged", w_dtype)
                 c = be.sculpt_chunk(f, fb, a, ab, t, mode_i, pl.put(slot, "w", w), o, mask if c is None else None)
+                sums.append((f"merged output ({w_dtype})", be.sumsq_blocks(o, None)))
                 writes.append((write_merged, pl.fetch(slot, "merged", o)))
-            if c is None:  # mask only
-                c = be.sculpt_chunk(f, fb, a, ab, t, mode_i, None, outbuf("delta", torch.float32), mask)
+            if c is None:  # mask only: the forget values a masked adapter keeps must be finite too
+                o = outbuf("delta", torch.float32)
+                c = be.sculpt_chunk(f, fb, a, ab, t, mode_i, None, o, mask)
+                sums.append(("forget delta (written unmasked)", be.sumsq_blocks(o, None)))
             if mask_w is not None:
                 host_mask = pl.fetch(slot, "mask", mask)
                 writes += [(w_.write, host_mask) for w_ in mask_ws]
             pl.record(slot)
-            pending.append((slot, writes, c))
+            pending.append((slot, writes, c, sums))
             bar.update(n * 2)
         while pending:
             finish()

@@ -126,12 +126,7 @@ def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: 
     from smfa_methods.errors import MethodError
 
     guard_outputs({"--model": model, "--data": data, "--judge-config": judge_config}, {"--out": out})
-    method_options: dict[str, dict] = {}
-    for key, value in parse_sets(sets).items():
-        meth, dot, opt = key.partition(".")
-        if not dot or not meth or not opt:
-            raise click.BadParameter(f"expected METHOD.KEY=VALUE, got {key!r}", param_hint="--set")
-        method_options.setdefault(meth, {})[opt] = value
+    method_options = parse_sets(sets)
     judge, opts = _judge(judge_name, judge_opt, judge_config)
     try:
         if overwrite and out.exists():

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from .errors import fail
+
 
 def _train_options(f):
     """The shared training-loop flags (TrainConfig)."""
@@ -76,18 +78,35 @@ def _train_config(kw: dict):
     )
 
 
-def parse_sets(items: tuple[str, ...]) -> dict:
-    """`--set key=value`: values parse as JSON when they can (numbers, true/false), else str."""
-    out = {}
+def parse_sets(items: tuple[str, ...], method: str | None = None) -> dict[str, dict[str, str]]:
+    """`--set METHOD.KEY=VALUE` (`smfa unlearn` and `smfa bench run` alike) -> {method: {key:
+    raw value}}; each method types the values by its options' defaults (smfa_methods.options).
+    With `method` (unlearn's --method) the `METHOD.` prefix may be left out."""
+    out: dict[str, dict[str, str]] = {}
     for item in items:
         key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected key=value, got {item!r}", param_hint="--set")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
+        meth, dot, opt = key.partition(".")
+        if not dot and method is not None:
+            meth, opt = method, key
+        if not sep or not meth or not opt:
+            raise click.BadParameter(f"expected METHOD.KEY=VALUE, got {item!r}", param_hint="--set")
+        if method is not None and meth != method:
+            raise click.BadParameter(f"--set {item} is for method {meth!r}, not --method {method!r}",
+                                     param_hint="--set")
+        out.setdefault(meth, {})[opt] = raw
     return out
+
+
+def first_line(doc: str | None) -> str:
+    return (doc or "").strip().splitlines()[0] if (doc or "").strip() else ""
+
+
+def echo_broken() -> None:
+    """The plugins that failed, with their errors (after a listing)."""
+    from smfa_methods.plugins import broken_plugins
+
+    for plugin, error in broken_plugins().items():
+        click.echo(f"broken plugin {plugin}: {error}")
 
 
 def _user_errors():
@@ -100,20 +119,47 @@ def _user_errors():
 def register(cli: click.Group) -> None:
     @cli.command("methods")
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-    def methods_cmd(as_json: bool) -> None:
-        """List unlearning methods and the plugin that registered each."""
+    @click.option("--verbose", "-v", is_flag=True, help="Also each option: type, range, default and help.")
+    def methods_cmd(as_json: bool, verbose: bool) -> None:
+        """List unlearning methods, the plugin that registered each, and broken plugins."""
+        from smfa_methods.options import defaults, option_specs
+        from smfa_methods.plugins import broken_plugins
         from smfa_methods.registry import get_methods
 
-        rows = [
-            {"name": n, "description": r.method.description, "plugin": r.plugin, "options": r.method.options}
-            for n, r in get_methods().items()
-        ]
+        methods = get_methods()
+        rows = [{"name": n, "description": r.method.description, "plugin": r.plugin,
+                 "options": defaults(r.method.options),
+                 "option_help": {k: o.describe() for k, o in option_specs(r.method.options).items()}}
+                for n, r in methods.items()]
         if as_json:
-            click.echo(json.dumps(rows, indent=2, default=str))
+            broken = [{"name": None, "plugin": p, "error": e} for p, e in broken_plugins().items()]
+            click.echo(json.dumps(rows + broken, indent=2, default=str))
             return
         width = max((len(r["name"]) for r in rows), default=4)
         for r in rows:
             click.echo(f"{r['name']:<{width}}  {r['description']}  [{r['plugin']}]")
+            if verbose:
+                for k, text in r["option_help"].items():
+                    click.echo(f"{'':<{width}}    {k}: {text}")
+        echo_broken()
+
+    @cli.command("judges")
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    def judges_cmd(as_json: bool) -> None:
+        """List judges (for `smfa eval --judge`), the plugin that registered each, and broken plugins."""
+        from smfa_eval.judges import get_judge_plugins
+        from smfa_methods.plugins import broken_plugins
+
+        rows = [{"name": n, "plugin": p, "description": first_line(f.__doc__)}
+                for n, (f, p) in sorted(get_judge_plugins().items())]
+        if as_json:
+            broken = [{"name": None, "plugin": p, "error": e} for p, e in broken_plugins().items()]
+            click.echo(json.dumps(rows + broken, indent=2))
+            return
+        width = max((len(r["name"]) for r in rows), default=4)
+        for r in rows:
+            click.echo(f"{r['name']:<{width}}  {r['description']}  [{r['plugin']}]")
+        echo_broken()
 
     @cli.command("unlearn")
     @click.option("--method", required=True, help="Method name (see `smfa methods`).")
@@ -122,7 +168,8 @@ def register(cli: click.Group) -> None:
     @click.option("--forget", required=True, type=click.Path(path_type=Path), help="Forget set JSONL.")
     @click.option("--retain", required=True, type=click.Path(path_type=Path), help="Few-shot retain set JSONL.")
     @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
-    @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Method option (repeatable).")
+    @click.option("--set", "sets", multiple=True, metavar="METHOD.KEY=VALUE",
+                  help="Method option, e.g. smfa.k=1.5 (the METHOD. prefix is optional here; repeatable).")
     @_train_options
     def unlearn_cmd(method: str, model: Path, forget: Path, retain: Path, out: Path, sets: tuple[str, ...], **kw) -> None:
         """Unlearn FORGET from MODEL with METHOD; writes OUT/model (+ deltas, run.json)."""
@@ -130,9 +177,9 @@ def register(cli: click.Group) -> None:
 
         try:
             result = unlearn(method, model=model, forget=forget, retain=retain, out=out,
-                             train=_train_config(kw), options=parse_sets(sets))
+                             train=_train_config(kw), options=parse_sets(sets, method).get(method, {}))
         except _user_errors() as exc:
-            raise click.ClickException(str(exc)) from None
+            raise fail(exc) from None
         if result.model is not None:
             click.echo(f"{method}: model -> {result.model}")
             for k, v in result.deltas.items():
@@ -150,6 +197,6 @@ def register(cli: click.Group) -> None:
         try:
             result = finetune(model=model, data=data, out=out, train=_train_config(kw))
         except _user_errors() as exc:
-            raise click.ClickException(str(exc)) from None
+            raise fail(exc) from None
         if result.model is not None:
             click.echo(f"train: model -> {result.model}")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
 from smfa_core.guard import guard_outputs
 
 from .data import ExampleDataset, load_jsonl
+from .errors import MethodError, MethodFailed
 from .losses import ce
 from .method import Job, Method, Result, TrainConfig
 from .registry import get_method
@@ -30,13 +33,38 @@ def unlearn(
     train = train or TrainConfig()
     train.validate()
     job = Job(Path(model), Path(out), load_jsonl(forget), load_jsonl(retain), train, opts)
-    job.out.mkdir(parents=True, exist_ok=True)
-    result = m.run(job)
+    result = run_job(m, job)
     from .trainer import write_run_info
 
     if result.model is not None:  # only the main process returns a model
         write_run_info(job, m, result)
     return result
+
+
+def run_job(m: Method, job: Job) -> Result:
+    """`m.run(job)` in OUT. On any failure the directories the run left empty are removed
+    (OUT too if this run created it) while saved checkpoints stay for --resume; an exception
+    from the method's own code becomes a MethodFailed naming the method."""
+    created = not job.out.exists()
+    job.out.mkdir(parents=True, exist_ok=True)
+    try:
+        return m.run(job)
+    except MethodError:
+        _remove_empty_dirs(job.out, created)
+        raise
+    except Exception as exc:
+        _remove_empty_dirs(job.out, created)
+        raise MethodFailed(f"method {m.name!r} failed: {type(exc).__name__}: {exc}") from exc
+    except BaseException:  # interrupted: same cleanup, the signal's exit stays
+        _remove_empty_dirs(job.out, created)
+        raise
+
+
+def _remove_empty_dirs(out: Path, created: bool) -> None:
+    for dirpath, _dirs, _files in sorted(os.walk(out), key=lambda w: -len(w[0])):  # deepest first
+        if Path(dirpath) != out or created:
+            with contextlib.suppress(OSError):
+                os.rmdir(dirpath)  # only succeeds on an empty directory
 
 
 # What a run writes inside OUT (SMFA's stages included): each must not be an input either.
@@ -71,8 +99,7 @@ def finetune(*, model: str | Path, data: str | Path, out: str | Path, train: Tra
     train = train or TrainConfig()
     train.validate()
     job = Job(Path(model), Path(out), load_jsonl(data, image_root=image_root), [], train, {})
-    job.out.mkdir(parents=True, exist_ok=True)
-    result = m.run(job)
+    result = run_job(m, job)
     from .trainer import write_run_info
 
     if result.model is not None:

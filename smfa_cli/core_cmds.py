@@ -8,6 +8,7 @@ import sys
 import click
 
 from .errors import user_errors
+from .params import CHUNK_MB, EPS, K, KSweep
 
 KINDS = click.Choice(["auto", "delta", "lora", "masked-adapter", "checkpoint"])
 BACKENDS = click.Choice(["auto", "cpu", "cuda", "triton", "reference"])
@@ -17,11 +18,11 @@ ALLOW_NONFINITE_HELP = ("Write the output even if a tensor holds NaN or Inf (def
 
 def _common(fn):
     opts = [
-        click.option("--eps", type=float, default=1e-8, show_default=True, help="ε in ρ = ‖ΔW_f‖/(‖ΔW_a‖+ε)."),
+        click.option("--eps", type=EPS, default=1e-8, show_default=True, help="ε in ρ = ‖ΔW_f‖/(‖ΔW_a‖+ε)."),
         click.option("--rho-scope", type=click.Choice(["tensor", "global"]), default="tensor", show_default=True,
                      help="ρ per tensor, or one ρ from the norms of all tensors."),
         click.option("--backend", type=BACKENDS, default="auto", show_default=True, help="Kernel backend."),
-        click.option("--chunk-mb", type=float, default=64, show_default=True,
+        click.option("--chunk-mb", type=CHUNK_MB, default=64, show_default=True,
                      help="Chunk size (fp32-equivalent MiB): bounds memory, whatever the model size."),
         click.option("--missing-anchor", type=click.Choice(["error", "keep"]), default="error", show_default=True,
                      help="A forget tensor absent from the anchor: error, or keep it unmasked."),
@@ -44,7 +45,7 @@ def _progress_default() -> bool:
 @click.command()
 @click.option("--forget", "-f", required=True, type=click.Path(), help="ΔW_f: LoRA adapter dir, dense delta, or fine-tuned checkpoint.")
 @click.option("--anchor", "-a", required=True, type=click.Path(), help="ΔW_a: the retain anchor, same kinds.")
-@click.option("--k", "k", type=float, default=1.0, show_default=True, help="Magnitude factor k in kρ|ΔW_a| < |ΔW_f|.")
+@click.option("--k", "k", type=K, default=1.0, show_default=True, help="Magnitude factor k in kρ|ΔW_a| < |ΔW_f|.")
 @click.option("--out", "-o", required=True, type=click.Path(), help="Output directory (written atomically).")
 @click.option("--emit", multiple=True, type=click.Choice(["delta", "merged", "mask", "adapter"]),
               help="What to write (repeatable): delta, merged (needs --base), mask, adapter (a LoRA forget "
@@ -83,7 +84,7 @@ def sculpt(forget, anchor, k, out, emit, mode, eps, rho_scope, backend, chunk_mb
 @click.option("--out", "-o", required=True, type=click.Path())
 @click.option("--delta-kind", type=KINDS, default="auto", show_default=True)
 @click.option("--backend", type=BACKENDS, default="auto", show_default=True)
-@click.option("--chunk-mb", type=float, default=64, show_default=True)
+@click.option("--chunk-mb", type=CHUNK_MB, default=64, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--allow-nonfinite", is_flag=True, help=ALLOW_NONFINITE_HELP)
 @click.option("--overwrite", is_flag=True)
@@ -104,24 +105,24 @@ def merge(base, delta, out, delta_kind, backend, chunk_mb, device, allow_nonfini
 @click.command()
 @click.option("--forget", "-f", required=True, type=click.Path())
 @click.option("--anchor", "-a", required=True, type=click.Path())
-@click.option("--k-sweep", default="0:10:0.25", show_default=True, help="START:STOP:STEP (inclusive) or k1,k2,...")
+@click.option("--k-sweep", "ks", type=KSweep(), default="0:10:0.25", show_default=True,
+              help="START:STOP:STEP (inclusive) or k1,k2,... (at most 5000 values).")
 @_common
 @click.option("--plot", type=click.Path(), default=None, help="Write a Fig. 4-style PNG here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 @click.option("--out-json", type=click.Path(), default=None, help="Also write the JSON here.")
 @click.option("--progress/--no-progress", default=None)
 @user_errors
-def inspect(forget, anchor, k_sweep, eps, rho_scope, backend, chunk_mb, missing_anchor, forget_kind, anchor_kind,
+def inspect(forget, anchor, ks, eps, rho_scope, backend, chunk_mb, missing_anchor, forget_kind, anchor_kind,
             device, base, plot, as_json, out_json, progress):
     """Masked fraction for every k in one pass (per layer and overall)."""
     from smfa_core.guard import guard_outputs
     from smfa_core.report import write_json_file
     from smfa_core.sweep import inspect as run_inspect
-    from smfa_core.sweep import parse_sweep, plot_sweep
+    from smfa_core.sweep import plot_sweep
 
     guard_outputs({"--forget": forget, "--anchor": anchor, "--base": base},
                   {"--out-json": out_json, "--plot": plot}, files=("--out-json", "--plot"))
-    ks = parse_sweep(k_sweep)
     res = run_inspect(forget, anchor, ks=ks, base=base, eps=eps, rho_scope=rho_scope, backend=backend,
                       chunk_mb=chunk_mb, missing_anchor=missing_anchor, forget_kind=forget_kind,
                       anchor_kind=anchor_kind, progress=_progress_default() if progress is None else progress,
@@ -159,10 +160,10 @@ def kernels_list(as_json):
 
 
 @kernels.command("bench")
-@click.option("--numel", type=int, default=16 * 2**20, show_default=True)
+@click.option("--numel", type=click.IntRange(1, 2**31), default=16 * 2**20, show_default=True)
 @click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp32"]), default="bf16", show_default=True)
 @click.option("--backend", type=BACKENDS, default="auto", show_default=True)
-@click.option("--repeat", type=int, default=5, show_default=True)
+@click.option("--repeat", type=click.IntRange(1, 1000), default=5, show_default=True)
 @user_errors
 def kernels_bench(numel, dtype, backend, repeat):
     """Time sculpt_tensor against a torch copy of the same bytes."""

@@ -9,6 +9,7 @@ import click
 
 from .errors import user_errors
 from .methods_cmds import _train_config, _train_options, parse_sets
+from .params import K
 
 
 @click.group("bench")
@@ -152,7 +153,7 @@ def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: 
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N items per (set, task).")
 @click.option("--method", default=None, help="Method label for reports [default: model dir name].")
-@click.option("--k", type=float, default=None, help="k label for the k-sweep figure.")
+@click.option("--k", type=K, default=None, help="k label for the k-sweep figure.")
 @click.option("--mode", type=click.Choice(["both", "conflict", "magnitude", "none"]), default=None,
               help="Masking mode label for the ablation table.")
 @click.option("--items", "items_file", type=click.Choice(["eval", "eval_template"]), default="eval", show_default=True,

@@ -38,10 +38,13 @@ EMITS = ("delta", "merged", "mask", "adapter")
 DEFAULT_MAX_SHARD_BYTES = 5 * 2**30
 
 
+MAX_CHUNK_MB = 16384  # fp32-equivalent MiB; the engine streams, no model needs larger chunks
+
+
 def chunk_elems(chunk_mb: float) -> int:
     """Elements per chunk: chunk_mb of fp32, rounded down to whole norm blocks (>= 1)."""
-    if not (chunk_mb > 0):
-        raise SmfaError(f"--chunk-mb must be > 0, got {chunk_mb}")
+    if not (0 < chunk_mb <= MAX_CHUNK_MB):  # also NaN and inf
+        raise SmfaError(f"--chunk-mb must be in (0, {MAX_CHUNK_MB}], got {chunk_mb}")
     n = int(chunk_mb * 2**20) // 4
     return max(BLOCK, n // BLOCK * BLOCK)
 

@@ -47,9 +47,12 @@ def check_mode(mode: str) -> int:
     return MODES[mode]
 
 
+MAX_K = 1e6  # k·rho·|a| < |f| with k beyond this masks (next to) nothing: a typo, not a setting
+
+
 def check_k(k: float) -> None:
-    if not (isinstance(k, (int, float)) and math.isfinite(k) and k >= 0):
-        raise SmfaError(f"--k must be a finite number >= 0, got {k!r}")
+    if not (isinstance(k, (int, float)) and math.isfinite(k) and 0 <= k <= MAX_K):
+        raise SmfaError(f"--k must be a finite number in [0, {MAX_K:g}], got {k!r}")
 
 
 def check_options(*, eps: float, rho_scope: str, missing_anchor: str) -> None:

@@ -410,8 +410,7 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
         def finish() -> None:
             slot, writes, c, sums = pending.popleft()
             pl.sync(slot)
-            if not allow_nonfinite:
-                check_finite(it.name, sums)
+            check_finite(it.name, sums)
             for write, host in writes:
                 wb.write(write, it.name, host)
                 report.bytes_written += host.numel() * host.element_size()
@@ -437,11 +436,16 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
             mask = outbuf("mask", torch.uint8, (n + 7) // 8) if mask_w is not None else None
             writes = []
             sums = []  # (what, block sums of squares of what was written): finite iff its values are
+
+            def checked(what: str, o: torch.Tensor, _sums: list = sums) -> None:
+                if not allow_nonfinite:
+                    _sums.append((what, be.sumsq_blocks(o, None)))
+
             c = None
             if delta_w is not None:
                 o = outbuf("delta", out_dtype or fsrc.dtype(it.name))
                 c = be.sculpt_chunk(f, fb, a, ab, t, mode_i, None, o, mask)
-                sums.append(("delta output", be.sumsq_blocks(o, None)))
+                checked("delta output", o)
                 writes.append((delta_w.write, pl.fetch(slot, "delta", o)))
             if write_merged is not None:
                 w_dtype = base.info(it.name).torch_dtype
@@ -449,12 +453,12 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
                 bar.bytes_read += w.numel() * w.element_size()
                 o = outbuf("merged", w_dtype)
                 c = be.sculpt_chunk(f, fb, a, ab, t, mode_i, pl.put(slot, "w", w), o, mask if c is None else None)
-                sums.append((f"merged output ({w_dtype})", be.sumsq_blocks(o, None)))
+                checked(f"merged output ({w_dtype})", o)
                 writes.append((write_merged, pl.fetch(slot, "merged", o)))
             if c is None:  # mask only: the forget values a masked adapter keeps must be finite too
                 o = outbuf("delta", torch.float32)
                 c = be.sculpt_chunk(f, fb, a, ab, t, mode_i, None, o, mask)
-                sums.append(("forget delta (written unmasked)", be.sumsq_blocks(o, None)))
+                checked("forget delta (written unmasked)", o)
             if mask_w is not None:
                 host_mask = pl.fetch(slot, "mask", mask)
                 writes += [(w_.write, host_mask) for w_ in mask_ws]

@@ -33,6 +33,11 @@ class Option:
     choices: tuple[Any, ...] | None = None
     finite: bool = True
 
+    def range(self) -> str:
+        lo = "-inf" if self.min is None else f"{self.min:g}"
+        hi = "inf" if self.max is None else f"{self.max:g}"
+        return f"[{lo}, {hi}]"
+
     def describe(self) -> str:
         """`float in [0, 1], default 0.5: what it does`."""
         kind = type(self.default).__name__ if self.default is not None else "any"
@@ -40,9 +45,7 @@ class Option:
         if self.choices is not None:
             rng = " (" + " | ".join(map(str, self.choices)) + ")"
         elif self.min is not None or self.max is not None:
-            lo = "-inf" if self.min is None else f"{self.min:g}"
-            hi = "inf" if self.max is None else f"{self.max:g}"
-            rng = f" in [{lo}, {hi}]"
+            rng = f" in {self.range()}"
         return f"{kind}{rng}, default {self.default!r}" + (f": {self.help}" if self.help else "")
 
 
@@ -112,7 +115,6 @@ def resolve(method: str, options: dict[str, Any], given: dict[str, Any]) -> dict
                               f"{', '.join(map(str, spec.choices))}, got {v!r}")
         if isinstance(value, (int, float)) and not isinstance(value, bool) and not (
                 (spec.min is None or value >= spec.min) and (spec.max is None or value <= spec.max)):
-            raise MethodError(f"option {k!r} of {method!r} must be in [{'-inf' if spec.min is None else spec.min}, "
-                              f"{'inf' if spec.max is None else spec.max}], got {v!r}")
+            raise MethodError(f"option {k!r} of {method!r} must be in {spec.range()}, got {v!r}")
         out[k] = value
     return out

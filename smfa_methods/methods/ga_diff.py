@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from ..losses import ce
 from ..method import Method
+from ..options import Option
 
 
 class GADiff(Method):
     name = "ga_diff"
     description = "Gradient difference (Eq. 12): ascend CE on D_f, descend CE on D_r^few"
-    options = {"retain_weight": 1.0}
+    options = {"retain_weight": Option(1.0, "weight of the retain-set term", min=0.0, max=1e6)}
 
     def compute_loss(self, model, inputs, trainer):
         lf, lr = ce(model, inputs["forget"]), ce(model, inputs["retain"])

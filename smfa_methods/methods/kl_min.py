@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from ..losses import answer_kl, ce
 from ..method import Method
+from ..options import Option
 
 
 class KLMin(Method):
     name = "kl_min"
     description = "KL minimization (Eq. 13): ascend CE on D_f, KL to the original model on D_r^few"
-    options = {"retain_weight": 1.0}
+    options = {"retain_weight": Option(1.0, "weight of the retain-set term", min=0.0, max=1e6)}
     needs_reference = True
 
     def compute_loss(self, model, inputs, trainer):

@@ -5,9 +5,13 @@ D_r^few, then sculpt the MFA with the anchor (k, mode) and merge. Both deltas ar
 
 from __future__ import annotations
 
+from smfa_core._ops import MODES
+from smfa_core.tensor_api import MAX_K
+
 from ..data import ExampleDataset
 from ..losses import ce
 from ..method import Job, Method, Result
+from ..options import Option
 from ..sculpting import sculpt_and_merge
 from .idk import with_refusals
 
@@ -49,7 +53,11 @@ class MFA(Method):
 class SMFA(MFA):
     name = "smfa"
     description = "SMFA (§3): MFA sculpted by a retaining anchor trained on D_r^few, then merged"
-    options = {"k": 1.0, "mode": "both", "eps": 1e-8}
+    options = {
+        "k": Option(1.0, "magnitude factor k in k·ρ·|ΔW_a| < |ΔW_f| (smfa sculpt --k)", min=0.0, max=MAX_K),
+        "mode": Option("both", "mask rule (smfa sculpt --mode)", choices=tuple(MODES)),
+        "eps": Option(1e-8, "ε in ρ = ‖ΔW_f‖/(‖ΔW_a‖+ε)", min=0.0, max=1.0),
+    }
 
     def run(self, job: Job) -> Result:
         opts = self.resolve_options(job.options)

@@ -126,3 +126,15 @@ def test_model_with_only_pytorch_model_bin_is_a_one_line_error(tmp_path, text_da
                                     "--out", str(tmp_path / "o")])
     assert r.exit_code == 1 and "only pytorch_model.bin (pickle); only safetensors checkpoints are read" in r.output
     assert len(r.output.strip().splitlines()) == 1, r.output
+
+
+def test_builtin_option_ranges_are_checked_before_training(tiny_model, text_data, tmp_path):
+    for opt, msg in (("smfa.mode=bogus", "option 'mode' of 'smfa' must be one of none, conflict, magnitude, both"),
+                     ("smfa.k=-1", "option 'k' of 'smfa' must be in [0, 1e+06], got '-1'")):
+        r = CliRunner().invoke(_cli(), ["unlearn", "--method", "smfa", "--model", str(tiny_model("llama")),
+                                        "--forget", str(text_data[0]), "--retain", str(text_data[1]),
+                                        "--out", str(tmp_path / "o"), "--set", opt])
+        assert r.exit_code == 1 and msg in r.output, r.output
+        assert not (tmp_path / "o").exists()
+    r = CliRunner().invoke(_cli(), ["methods", "--verbose"])
+    assert "mode: str (none | conflict | magnitude | both), default 'both': mask rule" in r.output, r.output

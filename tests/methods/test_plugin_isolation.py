@@ -116,5 +116,5 @@ def test_methods_verbose_shows_typed_options_with_help():
     _plugin("typed-plugin", register_methods=lambda self, register: register(Typed()))
     r = CliRunner().invoke(_cli(), ["methods", "--verbose"])
     assert "beta: float in [0, 10], default 0.1: inverse temperature of the preference loss" in r.output
-    with pytest.raises(Exception, match=r"option 'beta' of 'typed' must be in \[0.0, 10.0\], got '11'"):
+    with pytest.raises(Exception, match=r"option 'beta' of 'typed' must be in \[0, 10\], got '11'"):
         Typed().resolve_options({"beta": "11"})

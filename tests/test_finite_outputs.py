@@ -150,3 +150,20 @@ def test_lora_factors_without_adapter_config_are_not_a_dense_delta(lora, tmp_pat
     (bare / "adapter_config.json").unlink()
     _fails(["merge", "--base", str(base), "-d", str(bare), "-o", str(tmp_path / "m")],
            "is a LoRA factor, but there is no adapter_config.json", tmp_path / "m")
+
+
+def test_in_memory_sculpt_that_would_overflow_changes_nothing():
+    import smfa_core
+    from smfa_core.errors import SmfaError
+
+    model = build_model("llama").to(torch.bfloat16)
+    names = ["model.layers.0.mlp.up_proj.weight", "model.layers.1.mlp.up_proj.weight"]
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        params[names[1]][0, 0] = 3e38  # + 3e38 below: beyond bf16's max
+    f = {n: torch.full(params[n].shape, 1e-3) for n in names}
+    f[names[1]][0, 0] = 3e38
+    before = {n: p.detach().clone() for n, p in params.items()}
+    with pytest.raises(SmfaError, match=f"tensor {names[1]!r}: base \\+ delta overflows torch.bfloat16"):
+        smfa_core.sculpt_model_(model, f, {n: -v for n, v in f.items()}, 1.0, mode="none", chunk_mb=0.01)
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())  # layer 0 untouched too

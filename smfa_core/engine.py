@@ -146,12 +146,12 @@ def tensor_sumsq(src: DeltaSource, item: _Item, be, step: int, label: str, bar, 
     return total
 
 
-def check_finite(name: str, sums: list[tuple[str, torch.Tensor]]) -> None:
-    """Raise naming `name` when a written chunk holds NaN or Inf. `sums` are the block sums
-    of squares of each output chunk (fp64: a finite fp32 value squared never overflows), so
-    one small tensor per output says it, from the kernel that is already the fastest pass."""
-    for what, s in sums:
-        if not bool(torch.isfinite(s).all()):
+def check_finite(name: str, checks: list[tuple[str, torch.Tensor]]) -> None:
+    """Raise naming `name` when a written chunk holds NaN or Inf: `checks` pairs each output
+    with the counts of the sculpt_chunk call that wrote it, whose third entry is the number
+    of non-finite values it wrote (counted in the kernel's own pass: no extra read)."""
+    for what, counts in checks:
+        if int(counts[2]):
             why = ("NaN/Inf in the delta or the base, or base + delta overflows the base dtype"
                    if what.startswith("merged") else "NaN/Inf in the inputs, or a --delta-dtype it overflows")
             raise SmfaError(f"tensor {name!r}: the {what} has NaN or Inf values ({why}); nothing was "
@@ -408,9 +408,9 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
         counts = []
 
         def finish() -> None:
-            slot, writes, c, sums = pending.popleft()
+            slot, writes, c, checks = pending.popleft()
             pl.sync(slot)
-            check_finite(it.name, sums)
+            check_finite(it.name, checks)
             for write, host in writes:
                 wb.write(write, it.name, host)
                 report.bytes_written += host.numel() * host.element_size()
@@ -435,17 +435,12 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
                 a, ab = f, fb  # unused by mode none; same shape keeps the kernel simple
             mask = outbuf("mask", torch.uint8, (n + 7) // 8) if mask_w is not None else None
             writes = []
-            sums = []  # (what, block sums of squares of what was written): finite iff its values are
-
-            def checked(what: str, o: torch.Tensor, _sums: list = sums) -> None:
-                if not allow_nonfinite:
-                    _sums.append((what, be.sumsq_blocks(o, None)))
-
+            checks = []  # (output, counts of the call that wrote it): checked before it is written
             c = None
             if delta_w is not None:
                 o = outbuf("delta", out_dtype or fsrc.dtype(it.name))
                 c = be.sculpt_chunk(f, fb, a, ab, t, mode_i, None, o, mask)
-                checked("delta output", o)
+                checks.append(("delta output", c))
                 writes.append((delta_w.write, pl.fetch(slot, "delta", o)))
             if write_merged is not None:
                 w_dtype = base.info(it.name).torch_dtype
@@ -453,21 +448,21 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
                 bar.bytes_read += w.numel() * w.element_size()
                 o = outbuf("merged", w_dtype)
                 c = be.sculpt_chunk(f, fb, a, ab, t, mode_i, pl.put(slot, "w", w), o, mask if c is None else None)
-                checked(f"merged output ({w_dtype})", o)
+                checks.append((f"merged output ({w_dtype})", c))
                 writes.append((write_merged, pl.fetch(slot, "merged", o)))
             if c is None:  # mask only: the forget values a masked adapter keeps must be finite too
                 o = outbuf("delta", torch.float32)
                 c = be.sculpt_chunk(f, fb, a, ab, t, mode_i, None, o, mask)
-                checked("forget delta (written unmasked)", o)
+                checks.append(("forget delta (written unmasked)", c))
             if mask_w is not None:
                 host_mask = pl.fetch(slot, "mask", mask)
                 writes += [(w_.write, host_mask) for w_ in mask_ws]
             pl.record(slot)
-            pending.append((slot, writes, c, sums))
+            pending.append((slot, writes, c, [] if allow_nonfinite else checks))
             bar.update(n * 2)
         while pending:
             finish()
-        counts = torch.stack(counts).sum(0).tolist() if counts else [0, 0]
+        counts = torch.stack(counts).sum(0).tolist() if counts else [0, 0, 0]
         numel = it.numel
         report.tensors.append({
             "name": it.name, "shape": list(it.shape), "numel": numel,

@@ -153,6 +153,6 @@ def test_signal_during_a_run_publishes_nothing(tmp_path, sig, code):
     proc.send_signal(sig)
     _out, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err
-    assert err.strip().splitlines()[-1] == f"smfa: interrupted by {sig.name}; nothing was published"
-    assert "Traceback" not in err
-    assert not out.exists() and not [e for e in os.listdir(tmp_path) if ".smfa-" in e]
+    assert err.strip().splitlines()[-1] == f"smfa: interrupted by {sig.name}; nothing was published", err
+    assert "Traceback" not in err, err
+    assert not out.exists() and not [e for e in os.listdir(tmp_path) if ".smfa-" in e], (err, os.listdir(tmp_path))

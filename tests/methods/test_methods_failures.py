@@ -32,6 +32,18 @@ class NaNFromStep3(Method):
         return loss * float("nan") if trainer.state.global_step >= 2 else loss
 
 
+class NaNGradient(Method):
+    """A finite loss whose gradient is NaN: d sqrt(x)/dx at 0 is inf, times the 0 of p * 0."""
+
+    name = "nangrad"
+    description = "test: finite loss, NaN gradient"
+    options: dict = {}
+
+    def compute_loss(self, model, inputs, trainer):
+        p = next(p for p in model.parameters() if p.requires_grad)
+        return ce(model, inputs["forget"]) + (p * 0).sum().sqrt()
+
+
 class Boom(Method):
     name = "boom"
     description = "test: the loss raises"
@@ -58,6 +70,25 @@ def test_nan_loss_stops_training_keeps_last_good_checkpoint_and_publishes_nothin
     assert all(torch.isfinite(w).all() for w in weights.values())
     assert not (tmp_path / "o" / "model").exists() and not (tmp_path / "o" / "delta").exists()
     assert not (tmp_path / "o" / "run.json").exists()
+
+
+def test_nan_gradient_with_a_finite_loss_stops_training(tiny_model, text_data, tmp_path):
+    cfg = TrainConfig(mode="lora", lr=1e-3, max_steps=3, batch_size=2, progress=False)
+    with pytest.raises(TrainingDiverged, match=r"'nangrad': non-finite training at step 1 \(loss [0-9.]+; "
+                                               r"gradient norm nan"):
+        unlearn(NaNGradient(), model=tiny_model("llama"), forget=text_data[0], retain=text_data[1],
+                out=tmp_path / "o", train=cfg)
+    assert not (tmp_path / "o" / "model").exists()
+
+
+def test_failed_run_keeps_an_out_dir_that_existed(tiny_model, text_data, tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(Exception, match="method 'boom' failed at step 1"):
+        unlearn(Boom(), model=tiny_model("llama"), forget=text_data[0], retain=text_data[1], out=out,
+                train=TrainConfig(max_steps=1, batch_size=2, progress=False))
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # empty checkpoints/ removed, the rest kept
 
 
 @pytest.mark.parametrize("value", ["NaN", "inf", "-Infinity"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .errors import user_errors
-from .methods_cmds import _train_config, _train_options, parse_sets
+from .methods_cmds import _train_config, _train_options, echo_broken, first_line, parse_sets
 from .params import K
 
 
@@ -209,7 +209,27 @@ def report_cmd(runs: tuple[str, ...], out: Path) -> None:
     click.echo(f"wrote {path}")
 
 
+@click.command("judges")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def judges_cmd(as_json: bool) -> None:
+    """List judges (for `smfa eval --judge`), the plugin that registered each, and broken plugins."""
+    from smfa_eval.judges import get_judge_plugins
+    from smfa_methods.plugins import broken_plugins
+
+    rows = [{"name": n, "plugin": p, "description": first_line(f.__doc__)}
+            for n, (f, p) in sorted(get_judge_plugins().items())]
+    if as_json:
+        broken = [{"name": None, "plugin": p, "error": e} for p, e in broken_plugins().items()]
+        click.echo(json.dumps(rows + broken, indent=2))
+        return
+    width = max((len(r["name"]) for r in rows), default=4)
+    for r in rows:
+        click.echo(f"{r['name']:<{width}}  {r['description']}  [{r['plugin']}]")
+    echo_broken()
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(bench)
     cli.add_command(eval_cmd)
     cli.add_command(report_cmd)
+    cli.add_command(judges_cmd)

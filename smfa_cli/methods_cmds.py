@@ -144,24 +144,6 @@ def register(cli: click.Group) -> None:
                     click.echo(f"{'':<{width}}    {k}: {text}")
         echo_broken()
 
-    @cli.command("judges")
-    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-    def judges_cmd(as_json: bool) -> None:
-        """List judges (for `smfa eval --judge`), the plugin that registered each, and broken plugins."""
-        from smfa_eval.judges import get_judge_plugins
-        from smfa_methods.plugins import broken_plugins
-
-        rows = [{"name": n, "plugin": p, "description": first_line(f.__doc__)}
-                for n, (f, p) in sorted(get_judge_plugins().items())]
-        if as_json:
-            broken = [{"name": None, "plugin": p, "error": e} for p, e in broken_plugins().items()]
-            click.echo(json.dumps(rows + broken, indent=2))
-            return
-        width = max((len(r["name"]) for r in rows), default=4)
-        for r in rows:
-            click.echo(f"{r['name']:<{width}}  {r['description']}  [{r['plugin']}]")
-        echo_broken()
-
     @cli.command("unlearn")
     @click.option("--method", required=True, help="Method name (see `smfa methods`).")
     @click.option("--model", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),

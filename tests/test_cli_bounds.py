@@ -63,7 +63,8 @@ def test_k_and_eps_are_bounded(deltas, option, value):
 
 
 @pytest.mark.parametrize("option, value", [("--epochs", "inf"), ("--lr", "nan"), ("--lora-r", "0"),
-                                           ("--batch-size", "0"), ("--max-grad-norm", "nan")])
+                                           ("--batch-size", "0"), ("--max-grad-norm", "nan"),
+                                           ("--grad-accum", "0")])
 def test_training_options_are_bounded(tmp_path, option, value):
     _usage_error(["train", "--model", str(tmp_path), "--data", str(tmp_path / "d.jsonl"), "--out",
                   str(tmp_path / "o"), option, value], option)

@@ -48,7 +48,8 @@ def _guard(preset, out: Path, publish: Path | None) -> None:
 
     inputs = {"--preset": preset.source, "[model] path": model_path(preset) if "path" in preset.model else None}
     try:
-        guard_outputs(inputs, {"--out": out, "--publish": publish})
+        # --out is a resumable run directory, written into and never replaced: it may hold the preset
+        guard_outputs(inputs, {"--out": out, "--publish": publish}, run_dirs=("--out",))
     except SmfaError as exc:
         raise click.ClickException(str(exc)) from None
 

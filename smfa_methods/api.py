@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from smfa_core.errors import SmfaError
 from smfa_core.guard import guard_outputs
 
 from .data import ExampleDataset, load_jsonl
@@ -49,7 +50,7 @@ def run_job(m: Method, job: Job) -> Result:
     job.out.mkdir(parents=True, exist_ok=True)
     try:
         return m.run(job)
-    except MethodError:
+    except (MethodError, SmfaError):  # already a one-line user error
         _remove_empty_dirs(job.out, created)
         raise
     except Exception as exc:

@@ -153,3 +153,23 @@ def test_bench_run_out_inside_the_data_is_refused(inputs):
 
 def test_report_out_equal_to_a_run_is_refused(inputs):
     _refused(["report", str(inputs / "anchor"), "--out", str(inputs / "anchor")], inputs, "is the input run")
+
+
+def test_reproduce_publish_over_the_preset_is_refused(tmp_path):
+    preset = tmp_path / "presets" / "mine.toml"
+    preset.parent.mkdir()
+    preset.write_bytes((Path(__file__).parents[1] / "smfa_eval" / "reproduce" / "presets" / "quick.toml").read_bytes())
+    _refused(["reproduce", "--preset", str(preset), "--publish", str(preset.parent), "--dry-run"], tmp_path,
+             "contains the input --preset")
+
+
+def test_symlinked_shard_of_the_base_is_protected(inputs, tmp_path):
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    (blobs / "abc123").write_bytes((inputs / "base" / "model.safetensors").read_bytes())
+    snap = tmp_path / "snapshot"
+    snap.mkdir()
+    (snap / "config.json").write_bytes((inputs / "base" / "config.json").read_bytes())
+    (snap / "model.safetensors").symlink_to(blobs / "abc123")  # a hub cache snapshot
+    _refused(_sculpt(inputs, "--base", str(snap), "-o", str(blobs), "--overwrite"), tmp_path,
+             "contains the input --base")

@@ -40,6 +40,11 @@ def broken_plugins() -> dict[str, str]:
     return dict(_broken)
 
 
+def broken_note() -> str:
+    """'' or ' (broken plugins: a, b; see `smfa methods`)', for an unknown-name error."""
+    return f" (broken plugins: {', '.join(sorted(_broken))}; see `smfa methods`)" if _broken else ""
+
+
 def is_builtin(plugin: str) -> bool:
     """A plugin of smfa itself (registered first, wins any name clash)."""
     return plugin in DEFAULT_PLUGINS or plugin in _builtins

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from .errors import MethodError
 from .method import Method
-from .plugins import describe, get_plugin_manager, is_builtin, record_broken
+from .plugins import broken_note, describe, get_plugin_manager, is_builtin, record_broken
 
 
 @dataclass(frozen=True)
@@ -70,5 +70,5 @@ def get_methods() -> dict[str, Registered]:
 def get_method(name: str) -> Method:
     methods = get_methods()
     if name not in methods:
-        raise MethodError(f"unknown method {name!r}; available: {', '.join(methods) or '(none)'}")
+        raise MethodError(f"unknown method {name!r}; available: {', '.join(methods) or '(none)'}{broken_note()}")
     return methods[name].method

@@ -67,10 +67,16 @@ def get_judges() -> dict[str, JudgeFactory]:
 
 
 def get_judge(name: str, **options: Any) -> Judge:
+    from smfa_methods.plugins import broken_note
+
     judges = get_judges()
     if name not in judges:
-        raise JudgeError(f"unknown judge {name!r}; available: {', '.join(sorted(judges))}")
+        raise JudgeError(f"unknown judge {name!r}; available: {', '.join(sorted(judges))}{broken_note()}")
     try:
         return judges[name](**options)
     except TypeError as exc:
         raise JudgeError(f"judge {name!r}: bad options {sorted(options)}: {exc}") from None
+    except JudgeError:
+        raise
+    except Exception as exc:  # a plugin's judge that cannot start: its error, not a traceback
+        raise JudgeError(f"judge {name!r} failed to start: {type(exc).__name__}: {exc}") from exc

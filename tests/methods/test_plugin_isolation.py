@@ -118,3 +118,26 @@ def test_methods_verbose_shows_typed_options_with_help():
     assert "beta: float in [0, 10], default 0.1: inverse temperature of the preference loss" in r.output
     with pytest.raises(Exception, match=r"option 'beta' of 'typed' must be in \[0, 10\], got '11'"):
         Typed().resolve_options({"beta": "11"})
+
+
+def test_unknown_method_of_a_broken_plugin_says_the_plugin_is_broken(broken_import, tmp_path):
+    (tmp_path / "model").mkdir()
+    r = CliRunner().invoke(_cli(), ["unlearn", "--method", "badmethod", "--model", str(tmp_path / "model"),
+                                    "--forget", str(tmp_path / "f.jsonl"), "--retain", str(tmp_path / "r.jsonl"),
+                                    "--out", str(tmp_path / "o")])
+    assert r.exit_code == 1 and "unknown method 'badmethod'" in r.output
+    assert "(broken plugins: smfa_badplug; see `smfa methods`)" in r.output
+
+
+def test_a_judge_that_fails_to_start_is_a_one_line_error():
+    from smfa_eval.judges import JudgeError, get_judge
+
+    class Crashy:
+        name = "crashy"
+
+        def __init__(self, **options):
+            raise ConnectionError("no endpoint")
+
+    _plugin("crashy-plugin", register_judges=lambda self, register: register(Crashy))
+    with pytest.raises(JudgeError, match="judge 'crashy' failed to start: ConnectionError: no endpoint"):
+        get_judge("crashy")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .errors import fail
+from .errors import fail, user_errors
 from .params import FiniteFloat
 
 
@@ -154,6 +154,7 @@ def register(cli: click.Group) -> None:
     @click.option("--set", "sets", multiple=True, metavar="METHOD.KEY=VALUE",
                   help="Method option, e.g. smfa.k=1.5 (the METHOD. prefix is optional here; repeatable).")
     @_train_options
+    @user_errors
     def unlearn_cmd(method: str, model: Path, forget: Path, retain: Path, out: Path, sets: tuple[str, ...], **kw) -> None:
         """Unlearn FORGET from MODEL with METHOD; writes OUT/model (+ deltas, run.json)."""
         from smfa_methods.api import unlearn
@@ -173,6 +174,7 @@ def register(cli: click.Group) -> None:
     @click.option("--data", required=True, type=click.Path(path_type=Path), help="Training JSONL.")
     @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
     @_train_options
+    @user_errors
     def train_cmd(model: Path, data: Path, out: Path, **kw) -> None:
         """Plain fine-tuning on question/answer JSONL; writes OUT/model."""
         from smfa_methods.api import finetune

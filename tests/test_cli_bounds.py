@@ -149,7 +149,7 @@ def test_signal_during_a_run_publishes_nothing(tmp_path, sig, code):
     save_file({n: torch.randn(v.shape, generator=g) for n, v in f.items()}, tmp_path / "a.safetensors")
     out = tmp_path / "out"
     proc = _start(["sculpt", "-f", str(tmp_path / "f.safetensors"), "-a", str(tmp_path / "a.safetensors"),
-                   "-o", str(out), "--backend", "reference", "--chunk-mb", "1", "--no-progress"])
+                   "-o", str(out), "--backend", "reference", "--chunk-mb", "0.25", "--no-progress"])  # slow: seconds
     _wait_for(lambda: any(".smfa-tmp-" in e for e in os.listdir(tmp_path)), proc)  # mid-run
     proc.send_signal(sig)
     _out, err = proc.communicate(timeout=120)

@@ -672,6 +672,9 @@ TORCH_LIBRARY_IMPL(smfa, CPU, m) {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "smfa compiled kernels (CPU: C++/OpenMP); ops are registered as torch.ops.smfa.*";
+  // == smfa_core._ext.OPS_VERSION: bumped when an op's result changes (2: sculpt_chunk's 3 counts),
+  // so that a stale build is refused instead of returning what the Python code no longer reads.
+  m.attr("OPS_VERSION") = 2;
   m.def("built_backends", []() {
     std::vector<std::string> b{"cpu"};
 #ifdef SMFA_WITH_CUDA

@@ -359,3 +359,9 @@ def test_large_outputs_streaming_store_path():
         assert_bits_equal(c1, c2, "counts")
         assert_bits_equal(o1, o2, "out")
         assert_bits_equal(m1, m2, "mask")
+
+
+def test_build_has_the_ops_version_the_python_code_reads():
+    from smfa_core import _ext
+
+    assert _ext.C is not None and _ext.C.OPS_VERSION == _ext.OPS_VERSION  # a stale build is refused at load

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .errors import user_errors
-from .methods_cmds import _train_config, _train_options, echo_broken, first_line, parse_sets
+from .methods_cmds import _train_config, _train_options, echo_broken, parse_sets
 from .params import K
 
 
@@ -207,6 +207,11 @@ def report_cmd(runs: tuple[str, ...], out: Path) -> None:
     except (FileNotFoundError, KeyError, json.JSONDecodeError) as exc:
         raise click.ClickException(f"cannot read run: {exc}") from None
     click.echo(f"wrote {path}")
+
+
+def first_line(doc: str | None) -> str:
+    text = (doc or "").strip()
+    return text.splitlines()[0] if text else ""
 
 
 @click.command("judges")

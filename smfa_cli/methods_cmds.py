@@ -98,10 +98,6 @@ def parse_sets(items: tuple[str, ...], method: str | None = None) -> dict[str, d
     return out
 
 
-def first_line(doc: str | None) -> str:
-    return (doc or "").strip().splitlines()[0] if (doc or "").strip() else ""
-
-
 def echo_broken() -> None:
     """The plugins that failed, with their errors (after a listing)."""
     from smfa_methods.plugins import broken_plugins

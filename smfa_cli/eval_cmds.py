@@ -20,7 +20,8 @@ def bench() -> None:
 @bench.command("build")
 @click.option("--profiles", "n_profiles", type=click.IntRange(min=2), default=1000, show_default=True,
               help="Number of synthetic profiles.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, byte-identical output.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+              help="Same seed, byte-identical output.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output directory.")
 @click.option("--general-images", type=click.IntRange(min=0), default=None,
               help="Extra images for visual-understanding training [default: 2 x profiles].")

@@ -58,7 +58,7 @@ def register(cli: click.Group) -> None:
     @cli.command("reproduce")
     @click.option("--preset", "preset_name", default="cpu", show_default=True,
                   help="quick | cpu | paper, or a path to a preset .toml.")
-    @click.option("--seed", type=int, default=None,
+    @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=None,
                   help="Benchmark and training seed [default: the preset's test seed; with --tune its dev seed].")
     @click.option("--arch", type=click.Choice(["qwen2_5_vl", "llava_onevision"]), default=None,
                   help="Override the preset's architecture.")

@@ -157,3 +157,8 @@ def test_signal_during_a_run_publishes_nothing(tmp_path, sig, code):
     assert err.strip().splitlines()[-1] == f"smfa: interrupted by {sig.name}; nothing was published", err
     assert "Traceback" not in err, err
     assert not out.exists() and not [e for e in os.listdir(tmp_path) if ".smfa-" in e], (err, os.listdir(tmp_path))
+
+
+@pytest.mark.parametrize("cmd", [["bench", "build", "--out", "b"], ["reproduce", "--dry-run"]])
+def test_seeds_are_bounded(tmp_path, cmd):
+    _usage_error([*cmd, "--seed", "-1"], "--seed")

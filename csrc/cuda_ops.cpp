@@ -90,7 +90,7 @@ at::Tensor sculpt_chunk_cuda(const at::Tensor& f, const std::optional<at::Tensor
                 "smfa cuda: mask must be a contiguous uint8 tensor of ceil(n/8) bytes on ", dev);
     pm = m.data_ptr<uint8_t>();
   }
-  at::Tensor counts = at::empty({2}, f.options().dtype(at::kLong));
+  at::Tensor counts = at::empty({3}, f.options().dtype(at::kLong));
   C10_CUDA_CHECK(smfa_cuda_sculpt_chunk(fc.data_ptr(), pfb, fdt, ac.data_ptr(), pab, adt, static_cast<float>(t),
                                         static_cast<int>(mode), pw, wdt, out.data_ptr(), odt, pm, n,
                                         counts.data_ptr<int64_t>(), stream_of(dev)));

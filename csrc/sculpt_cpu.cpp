@@ -23,7 +23,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "smfa_simd.h"
@@ -240,15 +242,27 @@ struct SculptParams {
   uint16_t bf16_nan;
 };
 
+// The smallest |v| (fp32) that rounds to Inf in TO (round to nearest even): an output is
+// non-finite iff !(|v| < limit), NaN included. bf16: 0x7F7F8000, halfway from its max to Inf
+// (ties go to the even Inf); fp16: 65520, halfway from 65504 to 65536; fp32: Inf itself.
+template <typename TO>
+inline float overflow_limit() {
+  if constexpr (std::is_same_v<TO, float>) return std::numeric_limits<float>::infinity();
+  else if constexpr (std::is_same_v<TO, c10::Half>) return 65520.0f;
+  else return 3.3961776e38f;  // 0x7F7F8000
+}
+
 // One tile: fb/ab hold the decoded deltas (zero-padded to a multiple of 8).
-// Writes out[0..len), mask bytes bits[0..ceil(len/8)) when bits != nullptr, adds counts.
-// MODE is a template argument: M = C & R (3), C (1), R (2), nothing (0).
+// Writes out[0..len), mask bytes bits[0..ceil(len/8)) when bits != nullptr, adds counts
+// (conflicts, masked, non-finite outputs). MODE is a template argument: M = C & R (3), C (1),
+// R (2), nothing (0).
 template <typename TO, bool HAS_W, int MODE>
 void sculpt_stage(const float* fb, const float* ab, const void* wv, void* outv, int64_t len,
-                  const SculptParams& p, uint8_t* bits, int64_t& cc, int64_t& cm) {
+                  const SculptParams& p, uint8_t* bits, int64_t& cc, int64_t& cm, int64_t& cn) {
   const TO* w = static_cast<const TO*>(wv);
   TO* out = static_cast<TO*>(outv);
-  simd::Cnt c_count = simd::cnt_zero(), m_count = simd::cnt_zero();
+  const simd::F8 limit = simd::set1(overflow_limit<TO>()), ones = simd::bool_mask(true);
+  simd::Cnt c_count = simd::cnt_zero(), m_count = simd::cnt_zero(), n_count = simd::cnt_zero();
   const int64_t full = len & ~int64_t(7);
   for (int64_t i = 0; i < len; i += 8) {
     const simd::F8 f = simd::load8(fb + i);
@@ -274,14 +288,17 @@ void sculpt_stage(const float* fb, const float* ab, const void* wv, void* outv, 
     }
     c_count = simd::cnt_add(c_count, c);
     m_count = simd::cnt_add(m_count, m);
+    // padding lanes hold 0 (+ 0): finite, never counted
+    n_count = simd::cnt_add(n_count, simd::andnot(simd::cmp_lt(simd::abs(s), limit), ones));
     if (bits != nullptr) bits[i >> 3] = static_cast<uint8_t>(simd::movemask(m));
   }
   cc += simd::cnt_sum(c_count);
   cm += simd::cnt_sum(m_count);
+  cn += simd::cnt_sum(n_count);
 }
 
 using StageFn = void (*)(const float*, const float*, const void*, void*, int64_t, const SculptParams&,
-                         uint8_t*, int64_t&, int64_t&);
+                         uint8_t*, int64_t&, int64_t&, int64_t&);
 
 template <typename TO, bool HAS_W>
 StageFn pick_mode(int64_t mode) {
@@ -375,15 +392,20 @@ inline int64_t hsum16(__m256i cnt) {  // sum of 16 uint16 counters (each < 2^15)
 
 // One range [0, len) of the direct path; bits (if any) start at a byte boundary.
 // STREAM: non-temporal stores of out (32-byte aligned `out` only; see kStreamBytes).
+// Non-finite bf16 lanes of 16 output values: exponent all ones (Inf or NaN), as -1 lanes.
+inline __m256i nonfinite16(__m256i o) {
+  return _mm256_cmpgt_epi16(_mm256_and_si256(o, _mm256_set1_epi16(0x7FFF)), _mm256_set1_epi16(0x7F7F));
+}
+
 template <bool HAS_W, bool HAS_BITS, bool STREAM, int MODE>
 void sculpt_bf16_direct(const uint16_t* f, const uint16_t* a, const uint16_t* w, uint16_t* out,
                         int64_t len, float t, uint16_t nan_bits, uint8_t* bits, int64_t& cc,
-                        int64_t& cm) {
+                        int64_t& cm, int64_t& cn) {
   const __m256 tv = _mm256_set1_ps(t);
   const __m256i nanv = _mm256_set1_epi16(static_cast<short>(nan_bits));
   // Counts in 16-bit vector lanes (masks are -1): at most len / 16 per lane.
   static_assert(kTile / 16 < 32768, "16-bit counters per tile");
-  __m256i cv = _mm256_setzero_si256(), mv = _mm256_setzero_si256(), c16, m16;
+  __m256i cv = _mm256_setzero_si256(), mv = _mm256_setzero_si256(), nv = _mm256_setzero_si256(), c16, m16;
   const int64_t full = len & ~int64_t(15);
   for (int64_t i = 0; i < full; i += 16) {
     const __m256i fx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(f + i));
@@ -395,6 +417,7 @@ void sculpt_bf16_direct(const uint16_t* f, const uint16_t* a, const uint16_t* w,
     else _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), o);
     cv = _mm256_sub_epi16(cv, c16);
     mv = _mm256_sub_epi16(mv, m16);
+    nv = _mm256_sub_epi16(nv, nonfinite16(o));
     if constexpr (HAS_BITS) {
       const uint16_t mb16 = static_cast<uint16_t>(bits16(m16));
       std::memcpy(bits + (i >> 3), &mb16, 2);
@@ -414,6 +437,7 @@ void sculpt_bf16_direct(const uint16_t* f, const uint16_t* a, const uint16_t* w,
     std::memcpy(out + full, to, rem * 2);
     cv = _mm256_sub_epi16(cv, c16);
     mv = _mm256_sub_epi16(mv, m16);
+    nv = _mm256_sub_epi16(nv, nonfinite16(o));  // padding: +0 out of +0 inputs, never counted
     if constexpr (HAS_BITS) {
       const unsigned mb = bits16(m16);
       bits[full >> 3] = static_cast<uint8_t>(mb);
@@ -422,11 +446,12 @@ void sculpt_bf16_direct(const uint16_t* f, const uint16_t* a, const uint16_t* w,
   }
   cc += hsum16(cv);
   cm += hsum16(mv);
+  cn += hsum16(nv);
   if constexpr (STREAM) _mm_sfence();  // order the streamed stores before the join
 }
 
 using DirectFn = void (*)(const uint16_t*, const uint16_t*, const uint16_t*, uint16_t*, int64_t,
-                          float, uint16_t, uint8_t*, int64_t&, int64_t&);
+                          float, uint16_t, uint8_t*, int64_t&, int64_t&, int64_t&);
 
 template <bool HAS_W, bool HAS_BITS, bool STREAM>
 DirectFn pick_direct_mode(int64_t mode) {
@@ -473,6 +498,16 @@ void advise_huge_pages(void* ptr, int64_t bytes) {
   (void)ptr;
   (void)bytes;
 #endif
+}
+
+// [conflict, masked, non-finite outputs] (the op's result, see smfa_core/_ops.py)
+at::Tensor sculpt_counts(const at::Tensor& like, int64_t cc, int64_t cm, int64_t cn) {
+  at::Tensor counts = at::empty({3}, like.options().dtype(at::kLong));
+  int64_t* c = counts.data_ptr<int64_t>();
+  c[0] = cc;
+  c[1] = cm;
+  c[2] = cn;
+  return counts;
 }
 
 at::Tensor sculpt_chunk_cpu(const at::Tensor& f, const std::optional<at::Tensor>& f_base,
@@ -522,7 +557,7 @@ at::Tensor sculpt_chunk_cpu(const at::Tensor& f, const std::optional<at::Tensor>
   advise_huge_pages(op_, n * os);
 
   const int64_t ntiles = (n + kTile - 1) / kTile;
-  int64_t cc = 0, cm = 0;
+  int64_t cc = 0, cm = 0, cn = 0;
 #ifdef SMFA_SIMD_AVX2
   if (f.scalar_type() == at::kBFloat16 && a.scalar_type() == at::kBFloat16 &&
       out.scalar_type() == at::kBFloat16 && !f_base.has_value() && !a_base.has_value()) {
@@ -534,19 +569,16 @@ at::Tensor sculpt_chunk_cpu(const at::Tensor& f, const std::optional<at::Tensor>
     auto* o16 = static_cast<uint16_t*>(out.data_ptr());
     const float tf = static_cast<float>(t);
     const uint16_t nb = p.bf16_nan;
-#pragma omp parallel for schedule(static) reduction(+ : cc, cm) num_threads(threads_for(n, ntiles))
+#pragma omp parallel for schedule(static) reduction(+ : cc, cm, cn) num_threads(threads_for(n, ntiles))
     for (int64_t tile = 0; tile < ntiles; ++tile) {
       const int64_t s = tile * kTile;
       direct(f16 + s, a16 + s, w16 ? w16 + s : nullptr, o16 + s, std::min(kTile, n - s), tf, nb,
-             bits ? bits + s / 8 : nullptr, cc, cm);
+             bits ? bits + s / 8 : nullptr, cc, cm, cn);
     }
-    at::Tensor counts = at::empty({2}, f.options().dtype(at::kLong));
-    counts.data_ptr<int64_t>()[0] = cc;
-    counts.data_ptr<int64_t>()[1] = cm;
-    return counts;
+    return sculpt_counts(f, cc, cm, cn);
   }
 #endif
-#pragma omp parallel for schedule(static) reduction(+ : cc, cm) num_threads(threads_for(n, ntiles))
+#pragma omp parallel for schedule(static) reduction(+ : cc, cm, cn) num_threads(threads_for(n, ntiles))
   for (int64_t tile = 0; tile < ntiles; ++tile) {
     alignas(64) float fbuf[kTile];
     alignas(64) float abuf[kTile];
@@ -555,12 +587,9 @@ at::Tensor sculpt_chunk_cpu(const at::Tensor& f, const std::optional<at::Tensor>
     dec_f(fp + s * fs, fbp ? fbp + s * fs : nullptr, len, fbuf);
     dec_a(ap + s * as, abp ? abp + s * as : nullptr, len, abuf);
     stage(fbuf, abuf, wp ? wp + s * os : nullptr, op_ + s * os, len, p,
-          bits ? bits + s / 8 : nullptr, cc, cm);
+          bits ? bits + s / 8 : nullptr, cc, cm, cn);
   }
-  at::Tensor counts = at::empty({2}, f.options().dtype(at::kLong));
-  counts.data_ptr<int64_t>()[0] = cc;
-  counts.data_ptr<int64_t>()[1] = cm;
-  return counts;
+  return sculpt_counts(f, cc, cm, cn);
 }
 
 // ---------------------------------------------------------------- sweep_counts
@@ -643,6 +672,9 @@ TORCH_LIBRARY_IMPL(smfa, CPU, m) {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "smfa compiled kernels (CPU: C++/OpenMP); ops are registered as torch.ops.smfa.*";
+  // == smfa_core._ext.OPS_VERSION: bumped when an op's result changes (2: sculpt_chunk's 3 counts),
+  // so that a stale build is refused instead of returning what the Python code no longer reads.
+  m.attr("OPS_VERSION") = 2;
   m.def("built_backends", []() {
     std::vector<std::string> b{"cpu"};
 #ifdef SMFA_WITH_CUDA

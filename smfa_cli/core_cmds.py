@@ -9,18 +9,21 @@ import click
 
 from .errors import user_errors
 from .krule_opts import collect_rules, k_rule_options
+from .params import CHUNK_MB, EPS, K, KSweep
 
 KINDS = click.Choice(["auto", "delta", "lora", "masked-adapter", "checkpoint"])
 BACKENDS = click.Choice(["auto", "cpu", "cuda", "triton", "reference"])
+ALLOW_NONFINITE_HELP = ("Write the output even if a tensor holds NaN or Inf (default: refuse, naming the "
+                        "tensor, and publish nothing).")
 
 
 def _common(fn):
     opts = [
-        click.option("--eps", type=float, default=1e-8, show_default=True, help="ε in ρ = ‖ΔW_f‖/(‖ΔW_a‖+ε)."),
+        click.option("--eps", type=EPS, default=1e-8, show_default=True, help="ε in ρ = ‖ΔW_f‖/(‖ΔW_a‖+ε)."),
         click.option("--rho-scope", type=click.Choice(["tensor", "global"]), default="tensor", show_default=True,
                      help="ρ per tensor, or one ρ from the norms of all tensors."),
         click.option("--backend", type=BACKENDS, default="auto", show_default=True, help="Kernel backend."),
-        click.option("--chunk-mb", type=float, default=64, show_default=True,
+        click.option("--chunk-mb", type=CHUNK_MB, default=64, show_default=True,
                      help="Chunk size (fp32-equivalent MiB): bounds memory, whatever the model size."),
         click.option("--missing-anchor", type=click.Choice(["error", "keep"]), default="error", show_default=True,
                      help="A forget tensor absent from the anchor: error, or keep it unmasked."),
@@ -43,7 +46,7 @@ def _progress_default() -> bool:
 @click.command()
 @click.option("--forget", "-f", required=True, type=click.Path(), help="ΔW_f: LoRA adapter dir, dense delta, or fine-tuned checkpoint.")
 @click.option("--anchor", "-a", required=True, type=click.Path(), help="ΔW_a: the retain anchor, same kinds.")
-@click.option("--k", "k", type=float, default=None,
+@click.option("--k", "k", type=K, default=None,
               help="Magnitude factor k in kρ|ΔW_a| < |ΔW_f| [default: 1; with --k-rule: the k of unmatched tensors].")
 @k_rule_options
 @click.option("--out", "-o", required=True, type=click.Path(), help="Output directory (written atomically).")
@@ -56,12 +59,14 @@ def _progress_default() -> bool:
 @click.option("--delta-dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
               help="dtype of an emitted delta (default: the forget delta's own dtype; fp32 for LoRA/checkpoints).")
 @click.option("--report", "report_path", type=click.Path(), default=None, help="Also write the JSON report here.")
+@click.option("--allow-nonfinite", is_flag=True, help=ALLOW_NONFINITE_HELP)
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
 @user_errors
-def sculpt(forget, anchor, k, k_rule, k_rules_file, out, emit, mode, eps, rho_scope, backend, chunk_mb, missing_anchor, forget_kind,
-           anchor_kind, device, base, delta_dtype, report_path, overwrite, as_json, progress):
+def sculpt(forget, anchor, k, k_rule, k_rules_file, out, emit, mode, eps, rho_scope, backend, chunk_mb, missing_anchor,
+           forget_kind, anchor_kind, device, base, delta_dtype, report_path, allow_nonfinite, overwrite, as_json,
+           progress):
     """Mask the entries of ΔW_f that conflict with ΔW_a and dominate it; write delta/merged/mask."""
     import smfa_core
 
@@ -71,6 +76,7 @@ def sculpt(forget, anchor, k, k_rule, k_rules_file, out, emit, mode, eps, rho_sc
         forget_kind=forget_kind, anchor_kind=anchor_kind, delta_dtype=delta_dtype, overwrite=overwrite,
         report_path=report_path, progress=_progress_default() if progress is None else progress, device=device,
         k_rules=collect_rules(k_rule, k_rules_file),
+        allow_nonfinite=allow_nonfinite,
     )
     click.echo(json.dumps(report.as_dict(), indent=1) if as_json else report.summary())
     if not as_json:
@@ -85,19 +91,21 @@ def sculpt(forget, anchor, k, k_rule, k_rules_file, out, emit, mode, eps, rho_sc
 @click.option("--scale", type=float, default=1.0, show_default=True,
               help="Merge W + scale·ΔW (e.g. -1 to subtract a task vector).")
 @click.option("--backend", type=BACKENDS, default="auto", show_default=True)
-@click.option("--chunk-mb", type=float, default=64, show_default=True)
+@click.option("--chunk-mb", type=CHUNK_MB, default=64, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--allow-nonfinite", is_flag=True, help=ALLOW_NONFINITE_HELP)
 @click.option("--overwrite", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--progress/--no-progress", default=None)
 @user_errors
-def merge(base, delta, out, delta_kind, scale, backend, chunk_mb, device, overwrite, as_json, progress):
+def merge(base, delta, out, delta_kind, scale, backend, chunk_mb, device, allow_nonfinite, overwrite, as_json,
+          progress):
     """Merge any delta into a base model, out of core: W + ΔW, one rounding."""
     import smfa_core
 
     report = smfa_core.merge(base, delta, out=out, forget_kind=delta_kind, backend=backend, chunk_mb=chunk_mb,
                              overwrite=overwrite, progress=_progress_default() if progress is None else progress,
-                             device=device, scale=scale)
+                             device=device, scale=scale, allow_nonfinite=allow_nonfinite)
     click.echo(json.dumps(report.as_dict(), indent=1) if as_json else
                f"merged {len(report.tensors)} tensors into {out} in {report.seconds:.1f}s")
 
@@ -105,10 +113,11 @@ def merge(base, delta, out, delta_kind, scale, backend, chunk_mb, device, overwr
 @click.command()
 @click.option("--forget", "-f", required=True, type=click.Path())
 @click.option("--anchor", "-a", required=True, type=click.Path())
-@click.option("--k-sweep", default="0:10:0.25", show_default=True, help="START:STOP:STEP (inclusive) or k1,k2,...")
+@click.option("--k-sweep", "ks", type=KSweep(), default="0:10:0.25", show_default=True,
+              help="START:STOP:STEP (inclusive) or k1,k2,... (at most 5000 values).")
 @click.option("--sweep-group", default=None, metavar="REGEX",
               help="Sweep only the tensors whose name fully matches REGEX; the others keep their --k-rule/--k k.")
-@click.option("--k", "k", type=float, default=None, help="With --sweep-group: k of the tensors not swept.")
+@click.option("--k", "k", type=K, default=None, help="With --sweep-group: k of the tensors not swept.")
 @k_rule_options
 @_common
 @click.option("--plot", type=click.Path(), default=None, help="Write a Fig. 4-style PNG here.")
@@ -116,20 +125,23 @@ def merge(base, delta, out, delta_kind, scale, backend, chunk_mb, device, overwr
 @click.option("--out-json", type=click.Path(), default=None, help="Also write the JSON here.")
 @click.option("--progress/--no-progress", default=None)
 @user_errors
-def inspect(forget, anchor, k_sweep, sweep_group, k, k_rule, k_rules_file, eps, rho_scope, backend, chunk_mb, missing_anchor, forget_kind, anchor_kind,
+def inspect(forget, anchor, ks, sweep_group, k, k_rule, k_rules_file, eps, rho_scope, backend, chunk_mb, missing_anchor,
+            forget_kind, anchor_kind,
             device, base, plot, as_json, out_json, progress):
     """Masked fraction for every k in one pass (per layer and overall)."""
+    from smfa_core.guard import guard_outputs
+    from smfa_core.report import write_json_file
     from smfa_core.sweep import inspect as run_inspect
-    from smfa_core.sweep import parse_sweep, plot_sweep
+    from smfa_core.sweep import plot_sweep
 
-    ks = parse_sweep(k_sweep)
+    guard_outputs({"--forget": forget, "--anchor": anchor, "--base": base},
+                  {"--out-json": out_json, "--plot": plot}, files=("--out-json", "--plot"))
     res = run_inspect(forget, anchor, ks=ks, base=base, eps=eps, rho_scope=rho_scope, backend=backend,
                       chunk_mb=chunk_mb, missing_anchor=missing_anchor, forget_kind=forget_kind,
                       anchor_kind=anchor_kind, progress=_progress_default() if progress is None else progress,
                       device=device, sweep_group=sweep_group, k_rules=collect_rules(k_rule, k_rules_file), k=k)
     if out_json:
-        with open(out_json, "w") as fh:
-            json.dump(res, fh, indent=1)
+        write_json_file(out_json, res)
     if plot:
         plot_sweep(res, plot)
     if as_json:
@@ -161,10 +173,10 @@ def kernels_list(as_json):
 
 
 @kernels.command("bench")
-@click.option("--numel", type=int, default=16 * 2**20, show_default=True)
+@click.option("--numel", type=click.IntRange(1, 2**31), default=16 * 2**20, show_default=True)
 @click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp32"]), default="bf16", show_default=True)
 @click.option("--backend", type=BACKENDS, default="auto", show_default=True)
-@click.option("--repeat", type=int, default=5, show_default=True)
+@click.option("--repeat", type=click.IntRange(1, 1000), default=5, show_default=True)
 @user_errors
 def kernels_bench(numel, dtype, backend, repeat):
     """Time sculpt_tensor against a torch copy of the same bytes."""

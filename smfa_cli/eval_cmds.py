@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
-from .methods_cmds import _train_config, _train_options, parse_sets
+from .errors import user_errors
+from .methods_cmds import _train_config, _train_options, echo_broken, parse_sets
+from .params import K
 
 
 @click.group("bench")
@@ -18,7 +20,8 @@ def bench() -> None:
 @bench.command("build")
 @click.option("--profiles", "n_profiles", type=click.IntRange(min=2), default=1000, show_default=True,
               help="Number of synthetic profiles.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, byte-identical output.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+              help="Same seed, byte-identical output.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output directory.")
 @click.option("--general-images", type=click.IntRange(min=0), default=None,
               help="Extra images for visual-understanding training [default: 2 x profiles].")
@@ -135,6 +138,7 @@ def _judge(judge_name: str, judge_opt: tuple[str, ...], judge_config: Path | Non
 @click.option("--oracle-lr", type=float, default=1e-3, show_default=True)
 @click.option("--oracle-batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @_train_options
+@user_errors
 def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: tuple[str, ...], baseline: bool,
             judge_name: str, judge_opt: tuple[str, ...], judge_config: Path | None, out: Path, eval_batch_size: int,
             max_new_tokens: int, limit: int | None, overwrite: bool, sequential: int | None, sequential_forget: str,
@@ -144,6 +148,7 @@ def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: 
     import shutil
 
     from smfa_eval.attacks import AttackError
+    from smfa_core.guard import guard_outputs
     from smfa_eval.evaluate import RunMismatch
     from smfa_eval.generate import GenerationError
     from smfa_eval.judges import JudgeError
@@ -151,12 +156,8 @@ def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: 
     from smfa_eval.schema import BenchDataError
     from smfa_methods.errors import MethodError
 
-    method_options: dict[str, dict] = {}
-    for key, value in parse_sets(sets).items():
-        meth, dot, opt = key.partition(".")
-        if not dot or not meth or not opt:
-            raise click.BadParameter(f"expected METHOD.KEY=VALUE, got {key!r}", param_hint="--set")
-        method_options.setdefault(meth, {})[opt] = value
+    guard_outputs({"--model": model, "--data": data, "--judge-config": judge_config}, {"--out": out})
+    method_options = parse_sets(sets)
     judge, opts = _judge(judge_name, judge_opt, judge_config)
     from smfa_eval.oracle import oracle_train_config
 
@@ -199,7 +200,7 @@ def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: 
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N items per (set, task).")
 @click.option("--method", default=None, help="Method label for reports [default: model dir name].")
-@click.option("--k", type=float, default=None, help="k label for the k-sweep figure.")
+@click.option("--k", type=K, default=None, help="k label for the k-sweep figure.")
 @click.option("--mode", type=click.Choice(["both", "conflict", "magnitude", "none"]), default=None,
               help="Masking mode label for the ablation table.")
 @click.option("--items", "items_file", default="eval", show_default=True,
@@ -208,17 +209,20 @@ def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: 
 @click.option("--overwrite", is_flag=True, help="Discard a previous run in --out instead of resuming it.")
 @click.option("--privacy", is_flag=True, help="Also MCQ, truth ratio, MIA AUCs, over-refusal, utility (docs/privacy.md).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@user_errors
 def eval_cmd(model: str, data: str, split: str, judge_name: str, judge_opt: tuple[str, ...], judge_config: Path | None,
              out: Path, batch_size: int, max_new_tokens: int, limit: int | None, method: str | None, k: float | None,
              mode: str | None, items_file: str, overwrite: bool, privacy: bool, as_json: bool) -> None:
     """Generate, score and tabulate MODEL on a split; resumes an interrupted run in OUT."""
     import shutil
 
+    from smfa_core.guard import guard_outputs
     from smfa_eval.evaluate import RunMismatch, run_eval
     from smfa_eval.generate import GenerationError
     from smfa_eval.judges import JudgeError
     from smfa_eval.schema import BenchDataError
 
+    guard_outputs({"--model": model, "--data": data, "--judge-config": judge_config}, {"--out": out})
     judge, opts = _judge(judge_name, judge_opt, judge_config)
     try:
         if overwrite and out.exists():
@@ -240,10 +244,13 @@ def eval_cmd(model: str, data: str, split: str, judge_name: str, judge_opt: tupl
 @click.command("report")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@user_errors
 def report_cmd(runs: tuple[str, ...], out: Path) -> None:
     """Combine eval RUNS (directories with summary.json) into markdown tables and figures."""
+    from smfa_core.guard import guard_outputs
     from smfa_eval.report import write_report
 
+    guard_outputs({f"run {r}": r for r in runs}, {"--out": out})
     try:
         path = write_report(list(runs), out)
     except (FileNotFoundError, KeyError, json.JSONDecodeError) as exc:
@@ -251,7 +258,32 @@ def report_cmd(runs: tuple[str, ...], out: Path) -> None:
     click.echo(f"wrote {path}")
 
 
+def first_line(doc: str | None) -> str:
+    text = (doc or "").strip()
+    return text.splitlines()[0] if text else ""
+
+
+@click.command("judges")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def judges_cmd(as_json: bool) -> None:
+    """List judges (for `smfa eval --judge`), the plugin that registered each, and broken plugins."""
+    from smfa_eval.judges import get_judge_plugins
+    from smfa_methods.plugins import broken_plugins
+
+    rows = [{"name": n, "plugin": p, "description": first_line(f.__doc__)}
+            for n, (f, p) in sorted(get_judge_plugins().items())]
+    if as_json:
+        broken = [{"name": None, "plugin": p, "error": e} for p, e in broken_plugins().items()]
+        click.echo(json.dumps(rows + broken, indent=2))
+        return
+    width = max((len(r["name"]) for r in rows), default=4)
+    for r in rows:
+        click.echo(f"{r['name']:<{width}}  {r['description']}  [{r['plugin']}]")
+    echo_broken()
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(bench)
     cli.add_command(eval_cmd)
     cli.add_command(report_cmd)
+    cli.add_command(judges_cmd)

@@ -3,9 +3,15 @@ through the `register_commands` hook."""
 
 from __future__ import annotations
 
-import importlib
+from . import signals
 
-import click
+if signals.is_cli_process():  # before the imports below (torch: about a second) can be interrupted
+    signals.install(running=False)
+
+import importlib  # noqa: E402
+import os  # noqa: E402
+
+import click  # noqa: E402
 
 COMMAND_MODULES = (
     "smfa_cli.core_cmds",     # sculpt, merge, inspect, kernels
@@ -19,8 +25,11 @@ COMMAND_MODULES = (
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="smfa")
-def cli() -> None:
+@click.option("--debug", is_flag=True, help="Print tracebacks with errors (same as SMFA_DEBUG=1).")
+def cli(debug: bool) -> None:
     """smfa: selective unlearning for multimodal LLMs (SMFA and baselines)."""
+    if debug:
+        os.environ["SMFA_DEBUG"] = "1"
 
 
 for _mod in COMMAND_MODULES:
@@ -29,17 +38,23 @@ for _mod in COMMAND_MODULES:
 
 def _plugin_commands() -> None:
     try:
-        from smfa_methods.plugins import get_plugin_manager
+        from smfa_methods.plugins import describe, get_plugin_manager, record_broken
     except ImportError:  # training extras not installed
         return
-    get_plugin_manager().hook.register_commands(cli=cli)
+    for impl in get_plugin_manager().hook.register_commands.get_hookimpls():
+        try:  # one plugin's broken commands never take the CLI down
+            impl.function(cli=cli)
+        except Exception as exc:
+            record_broken(impl.plugin_name, f"register_commands raised {describe(exc)}")
 
 
 _plugin_commands()
 
 
 def main() -> None:
-    cli()
+    from .errors import run_cli
+
+    run_cli(cli)
 
 
 if __name__ == "__main__":

@@ -40,11 +40,25 @@ def _plan(preset, seed: int, out: Path, tune: bool) -> list[str]:
     return lines
 
 
+def _guard(preset, out: Path, publish: Path | None) -> None:
+    """The preset file and a local [model] path are inputs: no output may touch them."""
+    from smfa_core.errors import SmfaError
+    from smfa_core.guard import guard_outputs
+    from smfa_eval.reproduce.pipeline import model_path
+
+    inputs = {"--preset": preset.source, "[model] path": model_path(preset) if "path" in preset.model else None}
+    try:
+        # --out is a resumable run directory, written into and never replaced: it may hold the preset
+        guard_outputs(inputs, {"--out": out, "--publish": publish}, run_dirs=("--out",))
+    except SmfaError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def register(cli: click.Group) -> None:
     @cli.command("reproduce")
     @click.option("--preset", "preset_name", default="cpu", show_default=True,
                   help="quick | cpu | paper, or a path to a preset .toml.")
-    @click.option("--seed", type=int, default=None,
+    @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=None,
                   help="Benchmark and training seed [default: the preset's test seed; with --tune its dev seed].")
     @click.option("--arch", type=click.Choice(["qwen2_5_vl", "llava_onevision"]), default=None,
                   help="Override the preset's architecture.")
@@ -76,6 +90,7 @@ def register(cli: click.Group) -> None:
             raise click.ClickException(f"--tune on the test seed {seed} would tune on the numbers it reports; "
                                        f"use the preset's dev seed ({pr.dev_seed}) or another")
         out = out or Path("runs") / f"reproduce-{preset.name}-{preset.arch}-seed{seed}{'-tune' if tune else ''}"
+        _guard(preset, out, publish)
         if publish is not None:
             from smfa_eval.reproduce.publish import check_dest
 

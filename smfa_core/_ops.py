@@ -7,9 +7,11 @@ materialised delta.
 
 - sumsq_blocks(x, x_base?) -> float64[ceil(n / BLOCK)]
       per-block sums of squares (fp64) in the canonical order of the reference.
-- sculpt_chunk(f, f_base?, a, a_base?, t, mask_mode, w?, out!, mask!?) -> int64[2]
+- sculpt_chunk(f, f_base?, a, a_base?, t, mask_mode, w?, out!, mask!?) -> int64[3]
       writes out = M ? 0 : f  (or round(w + that) when w is given), optionally the
-      bit-packed mask, returns [conflict count, masked count].
+      bit-packed mask, returns [conflict count, masked count, non-finite outputs]: the
+      last counts NaN/Inf in `out` as written (an overflow of out's dtype included), in the
+      same pass, so that nothing non-finite is published unnoticed.
 - sweep_counts(f, f_base?, a, a_base?, ts) -> int64[1 + len(ts)]
       [conflict count, masked count at t for t in ts], on the host   (inspect --k-sweep)
 """
@@ -42,7 +44,7 @@ def _sumsq_blocks_fake(x, x_base):
 
 
 def _sculpt_chunk_fake(f, f_base, a, a_base, t, mask_mode, w, out, mask):
-    return f.new_empty((2,), dtype=torch.int64)
+    return f.new_empty((3,), dtype=torch.int64)
 
 
 def _sweep_counts_fake(f, f_base, a, a_base, ts):

@@ -25,6 +25,7 @@ from .atomic import AtomicOutput, cleanup_stale
 from .backends import get_backend
 from .errors import SmfaError
 from .krules import as_rules, describe, resolve_ks
+from .guard import guard_outputs
 from .names import match_names
 from .outputs import ShardedWriter, WriteBehind, copy_adapter_files, copy_base_files, shard_plan
 from .placement import Placement
@@ -39,10 +40,13 @@ EMITS = ("delta", "merged", "mask", "adapter")
 DEFAULT_MAX_SHARD_BYTES = 5 * 2**30
 
 
+MAX_CHUNK_MB = 16384  # fp32-equivalent MiB; the engine streams, no model needs larger chunks
+
+
 def chunk_elems(chunk_mb: float) -> int:
     """Elements per chunk: chunk_mb of fp32, rounded down to whole norm blocks (>= 1)."""
-    if not (chunk_mb > 0):
-        raise SmfaError(f"--chunk-mb must be > 0, got {chunk_mb}")
+    if not (0 < chunk_mb <= MAX_CHUNK_MB):  # also NaN and inf
+        raise SmfaError(f"--chunk-mb must be in (0, {MAX_CHUNK_MB}], got {chunk_mb}")
     n = int(chunk_mb * 2**20) // 4
     return max(BLOCK, n // BLOCK * BLOCK)
 
@@ -145,6 +149,18 @@ def tensor_sumsq(src: DeltaSource, item: _Item, be, step: int, label: str, bar, 
     return total
 
 
+def check_finite(name: str, checks: list[tuple[str, torch.Tensor]]) -> None:
+    """Raise naming `name` when a written chunk holds NaN or Inf: `checks` pairs each output
+    with the counts of the sculpt_chunk call that wrote it, whose third entry is the number
+    of non-finite values it wrote (counted in the kernel's own pass: no extra read)."""
+    for what, counts in checks:
+        if int(counts[2]):
+            why = ("NaN/Inf in the delta or the base, or base + delta overflows the base dtype"
+                   if what.startswith("merged") else "NaN/Inf in the inputs, or a --delta-dtype it overflows")
+            raise SmfaError(f"tensor {name!r}: the {what} has NaN or Inf values ({why}); nothing was "
+                            "written. Pass --allow-nonfinite to write it anyway")
+
+
 def open_inputs(forget: str, anchor: str | None, base: str | None, forget_kind: str,
                  anchor_kind: str) -> tuple[DeltaSource, DeltaSource | None, Checkpoint | None]:
     for label, p in (("--forget", forget), ("--anchor", anchor), ("--base", base)):
@@ -241,6 +257,7 @@ def sculpt(
     progress: bool = False,
     command: str = "sculpt",
     device: str = "cpu",
+    allow_nonfinite: bool = False,
     _staged: bool | None = None,
 ) -> Report:
     """Sculpt the forget delta against the anchor and write `emit` outputs into `out`.
@@ -256,6 +273,8 @@ def sculpt(
     `device` ("cpu", "cuda", "cuda:1"): where the kernels run; on a GPU chunks stream through
     pinned buffers, two in flight (see placement.py); memory stays bounded by chunk_mb.
     Returns the report, also written to OUT/smfa_report.json (and report_path if given).
+    A NaN or Inf in a written tensor (from the inputs, or a merge overflowing the base dtype)
+    is an error naming the tensor, with nothing published, unless `allow_nonfinite`.
     """
     t0 = time.perf_counter()
     rules = as_rules(k_rules)
@@ -280,6 +299,8 @@ def sculpt(
                      "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}.get(delta_dtype)
         if out_dtype is None:
             raise SmfaError(f"--delta-dtype must be fp32, bf16 or fp16, got {delta_dtype!r}")
+    guard_outputs({"--delta" if command == "merge" else "--forget": forget, "--anchor": anchor, "--base": base},
+                  {"--out": out, "--report": report_path}, files=("--report",))
     # Leftovers of runs that were killed: their temp dirs go, a parked old output comes back.
     cleanup_stale(os.path.dirname(os.path.abspath(out)))
     if os.path.exists(out) and not overwrite:
@@ -317,7 +338,7 @@ def sculpt(
         )
         with AtomicOutput(out, overwrite=overwrite) as tmp:
             _run(fsrc, asrc, base_ckpt, items, tmp, emits, imode, k, eps, rho_scope, be, step,
-                 out_dtype, max_shard_bytes, progress, report, pl)
+                 out_dtype, max_shard_bytes, progress, report, pl, allow_nonfinite=allow_nonfinite)
             report.seconds = time.perf_counter() - t0
             report.outputs = {e: out for e in emits}
             if pl.staged:
@@ -335,7 +356,7 @@ def sculpt(
 
 
 def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step, out_dtype,
-         max_shard_bytes, progress, report: Report, pl: Placement) -> None:
+         max_shard_bytes, progress, report: Report, pl: Placement, *, allow_nonfinite: bool = False) -> None:
     by_name = {it.name: it for it in items}
     need_norms = asrc is not None
     total_bytes = sum(it.numel * 2 for it in items) * (2 if need_norms else 1)
@@ -407,8 +428,9 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
         counts = []
 
         def finish() -> None:
-            slot, writes, c = pending.popleft()
+            slot, writes, c, checks = pending.popleft()
             pl.sync(slot)
+            check_finite(it.name, checks)
             for write, host in writes:
                 wb.write(write, it.name, host)
                 report.bytes_written += host.numel() * host.element_size()
@@ -433,10 +455,12 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
                 a, ab = f, fb  # unused by mode none; same shape keeps the kernel simple
             mask = outbuf("mask", torch.uint8, (n + 7) // 8) if mask_w is not None else None
             writes = []
+            checks = []  # (output, counts of the call that wrote it): checked before it is written
             c = None
             if delta_w is not None:
                 o = outbuf("delta", out_dtype or fsrc.dtype(it.name))
                 c = be.sculpt_chunk(f, fb, a, ab, t, mode_i, None, o, mask)
+                checks.append(("delta output", c))
                 writes.append((delta_w.write, pl.fetch(slot, "delta", o)))
             if write_merged is not None:
                 w_dtype = base.info(it.name).torch_dtype
@@ -444,18 +468,21 @@ def _run(fsrc, asrc, base, items, tmp, emits, imode, k, eps, rho_scope, be, step
                 bar.bytes_read += w.numel() * w.element_size()
                 o = outbuf("merged", w_dtype)
                 c = be.sculpt_chunk(f, fb, a, ab, t, mode_i, pl.put(slot, "w", w), o, mask if c is None else None)
+                checks.append((f"merged output ({w_dtype})", c))
                 writes.append((write_merged, pl.fetch(slot, "merged", o)))
-            if c is None:  # mask only
-                c = be.sculpt_chunk(f, fb, a, ab, t, mode_i, None, outbuf("delta", torch.float32), mask)
+            if c is None:  # mask only: the forget values a masked adapter keeps must be finite too
+                o = outbuf("delta", torch.float32)
+                c = be.sculpt_chunk(f, fb, a, ab, t, mode_i, None, o, mask)
+                checks.append(("forget delta (written unmasked)", c))
             if mask_w is not None:
                 host_mask = pl.fetch(slot, "mask", mask)
                 writes += [(w_.write, host_mask) for w_ in mask_ws]
             pl.record(slot)
-            pending.append((slot, writes, c))
+            pending.append((slot, writes, c, [] if allow_nonfinite else checks))
             bar.update(n * 2)
         while pending:
             finish()
-        counts = torch.stack(counts).sum(0).tolist() if counts else [0, 0]
+        counts = torch.stack(counts).sum(0).tolist() if counts else [0, 0, 0]
         numel = it.numel
         report.tensors.append({
             "name": it.name, "shape": list(it.shape), "numel": numel,

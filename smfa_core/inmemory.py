@@ -125,6 +125,22 @@ def _from_files(path: str, label: str, params: Mapping[str, torch.nn.Parameter])
     return out
 
 
+def _check_no_overflow(name: str, flat: torch.Tensor, ffn: ChunkFn, afn: ChunkFn | None, rule, ssf: float,
+                       step: int, be) -> None:
+    """SmfaError if round(W + sculpted) overflows W's dtype anywhere. |sculpted| <= ||ΔW_f||_2,
+    so max|W| + ||ΔW_f||_2 below the dtype's max proves it cannot (one amax, the common case);
+    otherwise the merge is computed into a scratch chunk and checked, writing nothing."""
+    if float(flat.abs().max()) + math.sqrt(ssf) < torch.finfo(flat.dtype).max / 2:
+        return
+    _rho, t, mi = rule
+    for s, e in _ranges(flat.numel(), step):
+        f = ffn(s, e)
+        a = afn(s, e) if afn is not None and mi != MODES["none"] else f
+        counts = be.sculpt_chunk(f, None, a, None, t, mi, flat[s:e], torch.empty_like(flat[s:e]), None)
+        if int(counts[2]):  # non-finite values written (into the scratch chunk)
+            raise SmfaError(f"tensor {name!r}: base + delta overflows {flat.dtype}; the model was not changed")
+
+
 def _ranges(n: int, step: int) -> Iterator[tuple[int, int]]:
     for s in range(0, n, step):
         yield s, min(n, s + step)
@@ -187,17 +203,24 @@ def sculpt_model_(
     if rho_scope == "global":
         g = rho_of(sum(f for f, _ in norms.values()), sum(a for _, a in norms.values() if a is not None), eps)
         report.extra["rho_global"] = g
+
+    def rule(name: str) -> tuple[float | None, float, int]:
+        ssf, ssa = norms[name]
+        if ssa is None:
+            return None, 0.0, MODES["none"]
+        rho = rho_of(ssf, ssa, eps) if rho_scope == "tensor" else report.extra["rho_global"]
+        return rho, threshold(k, rho), imode
+
+    for name, ffn in fd.items():  # the model is changed in place: refuse an overflow before any write
+        if not params[name].data.is_contiguous():
+            raise SmfaError(f"parameter {name!r} is not contiguous")
+        _check_no_overflow(name, params[name].data.view(-1), ffn, ad.get(name), rule(name), norms[name][0], step,
+                           get_backend(backend, params[name].device.type, quiet=True))
     for name, ffn in fd.items():
         p = params[name]
         be = get_backend(backend, p.device.type, quiet=True)
         ssf, ssa = norms[name]
-        if ssa is None:
-            rho, t, mi = None, 0.0, MODES["none"]
-        else:
-            rho = rho_of(ssf, ssa, eps) if rho_scope == "tensor" else report.extra["rho_global"]
-            t, mi = threshold(k, rho), imode
-        if not p.data.is_contiguous():
-            raise SmfaError(f"parameter {name!r} is not contiguous")
+        rho, t, mi = rule(name)
         flat = p.data.view(-1)
         counts = [0, 0]
         for s, e in _ranges(flat.numel(), step):

@@ -52,11 +52,7 @@ class Report:
         }
 
     def write_json(self, path: str | os.PathLike) -> None:
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w") as fh:
-            json.dump(self.as_dict(), fh, indent=1)
-            fh.write("\n")
-        os.replace(tmp, path)
+        write_json_file(path, self.as_dict())
 
     def summary(self, max_rows: int = 12) -> str:
         """A compact table: the tensors with the most masked entries, then totals."""
@@ -81,6 +77,15 @@ class Report:
             f"read {self.bytes_read / 1e9:.2f} GB, wrote {self.bytes_written / 1e9:.2f} GB"
         )
         return "\n".join(lines)
+
+
+def write_json_file(path: str | os.PathLike, obj: Any) -> None:
+    """`obj` as JSON at `path`, published atomically (a temporary sibling, then a rename)."""
+    from .atomic import AtomicOutput
+
+    with AtomicOutput(path, overwrite=True, is_dir=False) as tmp, open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=1)
+        fh.write("\n")
 
 
 def _short(name: str, width: int) -> str:

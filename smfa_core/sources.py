@@ -177,12 +177,14 @@ class DenseDeltaSource(_FileSource):
 
     kind = "delta"
 
-    def __init__(self, path: str, *, target_names=None, label: str = "forget"):
+    def __init__(self, path: str, *, target_names=None, label: str = "forget", detected: bool = False):
         self.path = os.fspath(path)
         self.label = label
         self._ckpt = _open_delta_checkpoint(self.path, label)
         try:
             own = self._ckpt.names()
+            if detected:  # the kind was guessed: LoRA factors mean a missing adapter config
+                _refuse_lora_factors(self.path, own, label)
             self._set_names(own, target_names, label)
         except BaseException:
             self._ckpt.close()
@@ -205,6 +207,16 @@ class DenseDeltaSource(_FileSource):
     def close(self) -> None:
         self._ckpt.close()
         self._scratch.clear()
+
+
+def _refuse_lora_factors(path: str, names: list[str], label: str) -> None:
+    """lora_A/lora_B factors are not a ΔW: detected as a dense delta (no adapter config next
+    to them), they would be sculpted as garbage. An explicit kind "delta" still reads them."""
+    factor = next((n for n in names if _RE_LINEAR.match(n) or _RE_EMBED.match(n)), None)
+    if factor is not None:
+        raise SmfaError(f"{label} delta {path}: tensor {factor!r} is a LoRA factor, but there is no "
+                        f"{ADAPTER_CONFIG} next to it; put the adapter's {ADAPTER_CONFIG} in the directory "
+                        "(a PEFT adapter dir), not just its weights, or pass the kind delta explicitly")
 
 
 def _open_delta_checkpoint(path: str, label: str) -> Checkpoint:
@@ -318,6 +330,15 @@ LORA_TILE_ELEMS = 1 << 22
 _TILE_CACHE = 2
 
 
+def _check_scale(cfg_path: str, key: str, v: object, *, integer: bool) -> None:
+    """A rank (positive integer) or an alpha (positive finite number): anything else would
+    scale every ΔW by NaN, Inf or a division by zero."""
+    ok = isinstance(v, int) if integer else isinstance(v, (int, float)) and math.isfinite(v)
+    if isinstance(v, bool) or not ok or v <= 0:  # type: ignore[operator]
+        what = "a positive integer" if integer else "a positive finite number"
+        raise SmfaError(f"{cfg_path}: {key} must be {what}, got {v!r}")
+
+
 def _strip_prefix(key: str) -> str:
     return key[len(_PEFT_PREFIX) :] if key.startswith(_PEFT_PREFIX) else key
 
@@ -427,19 +448,18 @@ class LoraSource(DeltaSource):
                 "weights, so the adapter alone is not the delta; convert it with peft's "
                 "path_initial_model_for_weight_conversion when saving"
             )
-        for key in ("r", "lora_alpha"):
-            v = cfg.get(key)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
-                raise SmfaError(f"{cfg_path}: {key} must be a positive number, got {v!r}")
+        _check_scale(cfg_path, "r", cfg.get("r"), integer=True)
+        _check_scale(cfg_path, "lora_alpha", cfg.get("lora_alpha"), integer=False)
         for key in ("rank_pattern", "alpha_pattern"):
             v = cfg.get(key) or {}
             if not isinstance(v, dict):
                 raise SmfaError(f"{cfg_path}: {key} must be an object, got {v!r}")
-            for pat in v:
+            for pat, value in v.items():
                 try:
                     re.compile(rf"(.*\.)?({pat})$")
                 except re.error as e:
                     raise SmfaError(f"{cfg_path}: {key} key {pat!r} is not a valid regular expression: {e}") from None
+                _check_scale(cfg_path, f"{key}[{pat!r}]", value, integer=key == "rank_pattern")
 
     def _find_weights(self) -> str:
         st = os.path.join(self.path, self._weights_file)
@@ -883,6 +903,8 @@ def open_source(
             kind = detect_kind(path)
         except SmfaError as e:
             raise SmfaError(f"{label}: {e}") from None
+        if kind == "delta":
+            return DenseDeltaSource(path, target_names=target_names, label=label, detected=True)
     if kind == "delta":
         return DenseDeltaSource(path, target_names=target_names, label=label)
     if kind == "lora":

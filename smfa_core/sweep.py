@@ -30,19 +30,31 @@ def layer_of(name: str) -> str:
     return f"{tower}.{int(m.group(1)):03d}"
 
 
+# Each k costs one compare per element and one count per tensor: a few thousand points already
+# draw a smooth curve, more only multiply the time (and, unbounded, run forever).
+MAX_SWEEP_POINTS = 5000
+
+
 def parse_sweep(spec: str) -> list[float]:
-    """'start:stop:step' (inclusive) or a comma list -> sorted k values."""
+    """'start:stop:step' (inclusive) or a comma list -> sorted k values (finite, >= 0, at most
+    MAX_SWEEP_POINTS of them)."""
     try:
         if ":" in spec:
             a, b, c = (float(x) for x in spec.split(":"))
-            if c <= 0 or b < a:
+            if not all(math.isfinite(x) for x in (a, b, c)) or c <= 0 or b < a:
                 raise ValueError
             n = int(math.floor((b - a) / c + 1e-9)) + 1
+            if n > MAX_SWEEP_POINTS:
+                raise SmfaError(f"--k-sweep {spec!r} gives {n} values; at most {MAX_SWEEP_POINTS} "
+                                "(use a larger STEP)")
             ks = [round(a + i * c, 12) for i in range(n)]
         else:
             ks = [float(x) for x in spec.split(",") if x.strip()]
     except ValueError:
-        raise SmfaError(f"--k-sweep {spec!r}: expected START:STOP:STEP or a comma list of k") from None
+        raise SmfaError(f"--k-sweep {spec!r}: expected START:STOP:STEP (finite, STEP > 0) or a comma "
+                        "list of k") from None
+    if len(ks) > MAX_SWEEP_POINTS:
+        raise SmfaError(f"--k-sweep gives {len(ks)} values; at most {MAX_SWEEP_POINTS}")
     for k in ks:
         check_k(k)
     if not ks:

@@ -47,9 +47,12 @@ def check_mode(mode: str) -> int:
     return MODES[mode]
 
 
+MAX_K = 1e6  # k·rho·|a| < |f| with k beyond this masks (next to) nothing: a typo, not a setting
+
+
 def check_k(k: float) -> None:
-    if not (isinstance(k, (int, float)) and math.isfinite(k) and k >= 0):
-        raise SmfaError(f"--k must be a finite number >= 0, got {k!r}")
+    if not (isinstance(k, (int, float)) and math.isfinite(k) and 0 <= k <= MAX_K):
+        raise SmfaError(f"--k must be a finite number in [0, {MAX_K:g}], got {k!r}")
 
 
 def check_options(*, eps: float, rho_scope: str, missing_anchor: str) -> None:
@@ -63,12 +66,20 @@ def check_options(*, eps: float, rho_scope: str, missing_anchor: str) -> None:
 
 
 def rho_of(sumsq_f: float, sumsq_a: float, eps: float) -> float:
-    """rho = ||f||_F / (||a||_F + eps), in fp64."""
-    return math.sqrt(sumsq_f) / (math.sqrt(sumsq_a) + eps)
+    """rho = ||f||_F / (||a||_F + eps), in fp64. An all-zero anchor with eps = 0 gives
+    rho = inf (0 when the forget delta is zero too): the limit of eps -> 0."""
+    den = math.sqrt(sumsq_a) + eps
+    if den == 0:
+        return math.inf if sumsq_f > 0 else 0.0
+    return math.sqrt(sumsq_f) / den
 
 
 def threshold(k: float, rho: float) -> float:
-    """t = float32(k * rho): the one fp32 factor every backend multiplies |a| by."""
+    """t = float32(k * rho): the one fp32 factor every backend multiplies |a| by. For
+    rho = inf (see rho_of) t is the largest float32, the limit that keeps 0·|a| = 0 (every
+    entry dominates a zero anchor) where inf·0 would be NaN; k = 0 still gives t = 0."""
+    if math.isinf(rho):
+        return float(torch.finfo(torch.float32).max) if k > 0 else 0.0
     return float(torch.tensor(k * rho, dtype=torch.float64).to(torch.float32))
 
 

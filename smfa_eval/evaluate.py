@@ -14,7 +14,7 @@ from pathlib import Path
 from statistics import fmean
 
 from .generate import Generator, Prompt, read_done, run_generation
-from .judges import Judge, JudgeRequest
+from .judges import Judge, JudgeRequest, JudgeResult
 from .metrics import rouge_l
 from .schema import EVAL_TASKS, TASKS, Bench, BenchDataError, QAItem, write_jsonl
 
@@ -82,6 +82,20 @@ def _check_run(out: Path, config: dict) -> None:
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
+def _score(judge: Judge, reqs: list[JudgeRequest]) -> list[JudgeResult]:
+    """judge.score(reqs); a judge that raises or answers the wrong number of results gives
+    every request of the batch a `judge_error` (re-tried on the next run), never a crash."""
+    name = getattr(judge, "name", judge)
+    try:
+        results = [JudgeResult(r.fact, r.meaningful, r.error) for r in judge.score(reqs)]
+    except Exception as exc:  # a plugin's failure stays in its rows
+        return [JudgeResult(error=f"judge {name!r} failed: {type(exc).__name__}: {exc}") for _ in reqs]
+    if len(results) != len(reqs):  # which result belongs to which request is unknown: none counts
+        return [JudgeResult(error=f"judge {name!r} failed: returned {len(results)} results for {len(reqs)} "
+                                  "requests") for _ in reqs]
+    return results
+
+
 def _judge_all(items: list[EvalItem], preds: dict[str, str], judge: Judge, path: Path, batch_size: int,
                progress: bool) -> dict[str, dict]:
     """Judge every item without a successful judgement yet; failures are re-tried on a rerun."""
@@ -94,9 +108,7 @@ def _judge_all(items: list[EvalItem], preds: dict[str, str], judge: Judge, path:
         for s in range(0, len(todo), batch_size):
             batch = todo[s:s + batch_size]
             reqs = [JudgeRequest(e.item.question, e.item.answer, preds[e.item.id], tuple(e.item.keys)) for e in batch]
-            results = judge.score(reqs)
-            if len(results) != len(reqs):
-                raise RuntimeError(f"judge {judge.name} returned {len(results)} results for {len(reqs)} requests")
+            results = _score(judge, reqs)
             for e, r in zip(batch, results):
                 rec = {"id": e.item.id, "fact": r.fact, "meaningful": r.meaningful, "error": r.error}
                 fh.write(json.dumps(rec) + "\n")

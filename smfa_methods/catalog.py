@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from .method import Method
+from .options import defaults, option_specs
 from .registry import get_methods
 
 LORA_REFERENCE = "original model: adapter disabled under --lora, frozen copy under --full/--all-params"
@@ -25,8 +26,8 @@ def method_rows() -> list[dict]:
         {"name": name, "plugin": r.plugin, "description": r.method.description,
          "equation": getattr(r.method, "equation", ""), "paper": getattr(r.method, "paper", ""),
          "reference": reference_of(r.method),
-         # a plain default, or an object carrying one (`.default`)
-         "options": {k: getattr(v, "default", v) for k, v in r.method.options.items()}}
+         "options": defaults(r.method.options),
+         "option_help": {k: o.describe() for k, o in option_specs(r.method.options).items()}}
         for name, r in get_methods().items()
     ]
 
@@ -56,7 +57,9 @@ def verbose_text(rows: list[dict]) -> str:
     for r in rows:
         out += [f"{r['name']}  [{r['plugin']}]", f"  {r['description']}",
                 f"  loss:      {r['equation'] or '-'}", f"  reference: {r['reference']}",
-                f"  options:   {_options(r['options']).replace('`', '')}", f"  paper:     {r['paper'] or '-'}", ""]
+                f"  paper:     {r['paper'] or '-'}", "  options:"]
+        out += [f"    {k}: {text}" for k, text in r["option_help"].items()] or ["    (none)"]
+        out.append("")
     return "\n".join(out).rstrip() + "\n"
 
 

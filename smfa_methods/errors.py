@@ -10,3 +10,13 @@ class MethodError(Exception):
 
 class DataError(MethodError):
     """A forget/retain/train file that does not follow the JSONL schema."""
+
+
+class MethodFailed(MethodError):
+    """A method's own code raised (its loss, its run): the message names the method and the
+    step; the original exception is the cause (shown with --debug / SMFA_DEBUG=1)."""
+
+
+class TrainingDiverged(MethodError):
+    """The loss or the gradient norm became NaN or Inf: training stopped before the
+    optimizer step that would have spread it into the weights."""

@@ -1,7 +1,7 @@
 """What a method plugin provides, and the job it runs.
 
-A method is an object with `name`, `description`, `options` (defaults, overridable with
-`--set key=value`) and either
+A method is an object with `name`, `description`, `options` (defaults or `options.Option`s
+with a type, range and help line, overridable with `--set method.key=value`) and either
 - `compute_loss(model, inputs, trainer)`: a loss over one batch; the shared training loop
   (`trainer.UnlearnTrainer`) does the rest. `make_dataset(job)` chooses the data (default:
   D_f paired with D_r^few), or
@@ -20,6 +20,7 @@ import torch
 
 from .data import Example, PairedDataset
 from .errors import MethodError
+from .options import resolve
 
 TRAIN_MODES = ("lora", "full", "all")
 SCHEDULERS = ("constant", "cosine")
@@ -128,22 +129,9 @@ class Method:
     reference: str = ""  # what the loss compares against; "" = derived from needs_reference
 
     def resolve_options(self, given: dict[str, Any]) -> dict[str, Any]:
-        """Defaults overridden by `given`; unknown keys are an error that lists the valid ones."""
-        unknown = set(given) - set(self.options)
-        if unknown:
-            valid = ", ".join(sorted(self.options)) or "(none)"
-            raise MethodError(f"method {self.name!r} has no option {', '.join(sorted(unknown))}; valid: {valid}")
-        out = dict(self.options)
-        for k, v in given.items():
-            default = self.options[k]
-            if isinstance(default, bool) and not isinstance(v, bool):
-                raise MethodError(f"option {k!r} of {self.name!r} must be true/false, got {v!r}")
-            if isinstance(default, (int, float)) and not isinstance(default, bool):
-                if not isinstance(v, (int, float)) or isinstance(v, bool):
-                    raise MethodError(f"option {k!r} of {self.name!r} must be a number, got {v!r}")
-                v = type(default)(v) if isinstance(default, float) else v
-            out[k] = v
-        return out
+        """Defaults overridden by `given`, typed by each default and range-checked (see
+        options.py); unknown keys are an error that lists the valid ones."""
+        return resolve(self.name, self.options, given)
 
     def make_dataset(self, job: Job):
         """Training data; the default pairs each forget example with a retain example."""

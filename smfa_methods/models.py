@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,11 +71,27 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.float32) -> Loaded:
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
         raise MethodError(f"not a transformers checkpoint (no config.json): {path}")
+    require_safetensors(path)
     cfg = json.loads(cfg_file.read_text())
     archs = cfg.get("architectures") or []
     auto = tf.AutoModelForCausalLM if any(a.endswith("ForCausalLM") for a in archs) else tf.AutoModelForImageTextToText
     model = auto.from_pretrained(str(path), dtype=dtype, local_files_only=True)
     return Loaded(model, _processor_for(path, cfg.get("model_type", "")), path)
+
+
+PICKLE_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt")
+
+
+def require_safetensors(path: Path) -> None:
+    """Weights are read from safetensors only: a pickle can run code when unpickled, so a
+    checkpoint without *.safetensors is refused by name, before transformers tries it."""
+    names = [p.name for p in path.iterdir()]
+    if any(n.endswith(".safetensors") for n in names):
+        return
+    pickles = sorted(n for n in names if n.endswith(PICKLE_WEIGHTS))
+    found = f"only {', '.join(pickles)} (pickle)" if pickles else "no *.safetensors weights"
+    raise MethodError(f"{path}: {found}; only safetensors checkpoints are read (convert it with "
+                      "`AutoModel.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)`)")
 
 
 def linear_names(model: torch.nn.Module, target: str = LANGUAGE_LINEAR) -> list[str]:
@@ -134,25 +151,41 @@ def export_delta(
     `delta.safetensors` = trained - `original` (live names in, on-disk names out)."""
     from safetensors.torch import save_file
 
+    from smfa_core.atomic import AtomicOutput
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_finite_weights(model)
     if hasattr(model, "peft_config"):
-        model.save_pretrained(str(out))
+        with AtomicOutput(out, overwrite=True) as tmp:
+            model.save_pretrained(tmp)
         return out
     if original is None:
         raise MethodError("a dense delta needs the original weights")
     params = dict(model.named_parameters())
     delta = {n: (params[n].detach() - w.to(params[n].device)).float().cpu().contiguous() for n, w in original.items()}
-    save_file(to_disk_names(model, delta), str(out / DELTA_FILE), metadata={"format": "pt", "smfa": "dense-delta"})
+    with AtomicOutput(out, overwrite=True) as tmp:
+        save_file(to_disk_names(model, delta), os.path.join(tmp, DELTA_FILE),
+                  metadata={"format": "pt", "smfa": "dense-delta"})
     return out
+
+
+def check_finite_weights(model: torch.nn.Module) -> None:
+    """Trained weights with NaN/Inf are never exported: MethodError naming the first one."""
+    for n, p in model.named_parameters():
+        if p.requires_grad and not bool(torch.isfinite(p.detach()).all()):
+            raise MethodError(f"trained weight {n!r} holds NaN or Inf values; nothing was exported")
 
 
 def save_final(model: torch.nn.Module, processor, out: str | Path) -> Path:
     """Save a plain HF checkpoint (LoRA merged in) with its tokenizer/processor."""
+    from smfa_core.atomic import AtomicOutput
+
     out = Path(out)
+    check_finite_weights(model)
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
-    model.save_pretrained(str(out))
-    if processor is not None:
-        processor.save_pretrained(str(out))
+    with AtomicOutput(out, overwrite=True) as tmp:  # a run that dies here publishes no model
+        model.save_pretrained(tmp)
+        if processor is not None:
+            processor.save_pretrained(tmp)
     return out

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from .errors import MethodError
 from .method import Method
-from .plugins import get_plugin_manager
+from .plugins import broken_note, describe, get_plugin_manager, is_builtin, record_broken
 
 
 @dataclass(frozen=True)
@@ -34,28 +34,41 @@ def validate_method(obj: object) -> Method:
     return obj  # type: ignore[return-value]
 
 
-def _collect(hook_name: str, validate: Callable[[object], object]) -> dict[str, tuple[object, str]]:
+def collect(hook_name: str, validate: Callable[[object], object]) -> dict[str, tuple[object, str]]:
+    """name -> (object, plugin) from every plugin's `hook_name(register)`. A plugin whose
+    registration fails (a bad object, a name taken, its hook raising) is recorded as broken
+    under its name and loses that registration; built-ins register first and keep theirs."""
     pm = get_plugin_manager()
     found: dict[str, tuple[object, str]] = {}
     # Call each implementation ourselves (not pm.hook...) to know which plugin registered what.
-    for impl in getattr(pm.hook, hook_name).get_hookimpls():  # registration order: built-ins first
-        def register(obj, _plugin=impl.plugin_name):
-            obj = validate(obj)
-            if obj.name in found:
-                raise TypeError(f"{hook_name}: name {obj.name!r} from {_plugin} already registered by {found[obj.name][1]}")
+    impls = getattr(pm.hook, hook_name).get_hookimpls()
+    for impl in sorted(impls, key=lambda i: not is_builtin(i.plugin_name)):  # built-ins first, then in order
+        plugin = impl.plugin_name
+
+        def register(obj, _plugin=plugin):
+            try:
+                obj = validate(obj)
+                if obj.name in found:
+                    raise TypeError(f"name {obj.name!r} already registered by {found[obj.name][1]}")
+            except (TypeError, ValueError) as exc:
+                record_broken(_plugin, f"{hook_name}: {exc}")
+                return
             found[obj.name] = (obj, _plugin)
 
-        impl.function(register=register)
+        try:
+            impl.function(register=register)
+        except Exception as exc:
+            record_broken(plugin, f"{hook_name} raised {describe(exc)}")
     return found
 
 
 def get_methods() -> dict[str, Registered]:
     """name → (method, plugin that registered it), from every loaded plugin."""
-    return {n: Registered(m, p) for n, (m, p) in sorted(_collect("register_methods", validate_method).items())}
+    return {n: Registered(m, p) for n, (m, p) in sorted(collect("register_methods", validate_method).items())}
 
 
 def get_method(name: str) -> Method:
     methods = get_methods()
     if name not in methods:
-        raise MethodError(f"unknown method {name!r}; available: {', '.join(methods) or '(none)'}")
+        raise MethodError(f"unknown method {name!r}; available: {', '.join(methods) or '(none)'}{broken_note()}")
     return methods[name].method

@@ -20,6 +20,7 @@ from . import models
 from .collators import PairedCollator, SFTCollator
 from .data import PairedDataset
 from .distributed import whole_model
+from .errors import MethodError, MethodFailed, TrainingDiverged
 from .method import Job, Method, Result, TrainConfig, accelerator_available
 from .progress import ProgressCallback
 
@@ -33,7 +34,7 @@ class UnlearnTrainer(Trainer):
     ):
         super().__init__(*args, **kwargs)
         self.method = method
-        self.method_options = dict(method.options) if method_options is None else method_options
+        self.method_options = method.resolve_options({}) if method_options is None else method_options
         self.ref_model = ref_model
         # Method losses are batch means, never normalised by num_items_in_batch: let the
         # Trainer divide by the accumulation steps (a step's loss is the mean of its
@@ -41,10 +42,29 @@ class UnlearnTrainer(Trainer):
         # as many answer tokens).
         self.loss_is_scaled_for_ga = False
         self._parts: dict[str, list[torch.Tensor]] = {}
+        self._step_losses: list[torch.Tensor] = []  # this optimizer step's micro-batch losses
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss = self.method.compute_loss(model, inputs, self)
+        try:
+            loss = self.method.compute_loss(model, inputs, self)
+        except MethodError:
+            raise
+        except Exception as exc:  # a plugin's bug: name it; the traceback is the cause (--debug)
+            raise MethodFailed(f"method {self.method.name!r} failed at step {self.state.global_step + 1}: "
+                               f"{type(exc).__name__}: {exc}") from exc
         return (loss, None) if return_outputs else loss
+
+    def training_step(self, *args, **kwargs) -> torch.Tensor:
+        loss = super().training_step(*args, **kwargs)
+        self._step_losses.append(loss.detach())  # checked with the gradient norm: one sync per step
+        return loss
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        # The Trainer's hook between the backward passes and optimizer.step(): the one point
+        # where a NaN can still be stopped before it reaches the weights.
+        grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+        check_finite_step(self, grad_norm)
+        return grad_norm
 
     def record(self, **parts: torch.Tensor) -> None:
         """Methods report loss components here; they are averaged into the next log line
@@ -77,6 +97,27 @@ class UnlearnTrainer(Trainer):
         """Logits of the original model (see reference_model)."""
         with self.reference_model(model) as ref:
             return ref(**inputs).logits
+
+
+def check_finite_step(trainer: UnlearnTrainer, grad_norm) -> None:
+    """Raise TrainingDiverged when this step's loss or gradient norm is NaN/Inf, naming the
+    step, the loss and its recorded components, the method, and the checkpoint kept."""
+    losses = torch.stack(trainer._step_losses) if trainer._step_losses else torch.zeros(1)
+    trainer._step_losses = []
+    gn = torch.as_tensor(0.0 if grad_norm is None else grad_norm, dtype=torch.float32, device=losses.device)
+    bad = (~torch.isfinite(losses)).any() | ~torch.isfinite(gn)
+    if trainer.accelerator.num_processes > 1:  # every process stops together, or the others hang
+        bad = trainer.accelerator.reduce(bad.float(), reduction="sum") > 0
+    if not bool(bad):
+        return
+    parts = {k: round(float(v[-1]), 6) for k, v in trainer._parts.items() if v}
+    loss = ", ".join(f"{float(x):.6g}" for x in losses)
+    kept = latest_checkpoint(Path(trainer.args.output_dir))
+    raise TrainingDiverged(
+        f"method {trainer.method.name!r}: non-finite training at step {trainer.state.global_step + 1} "
+        f"(loss {loss}; gradient norm {float(gn):.6g}; components {parts or 'none recorded'}); stopped before "
+        f"the optimizer step, no model written; " + (f"last good checkpoint kept: {kept}" if kept else
+                                                       "no checkpoint was saved (--save-steps)"))
 
 
 def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:

@@ -144,7 +144,7 @@ def sculpt_chunk(f, f_base, a, a_base, t, mode, w, out, mask=None) -> torch.Tens
         if mask.dtype != torch.uint8 or not mask.is_contiguous() or mask.numel() != (n + 7) // 8:
             raise RuntimeError("mask must be a contiguous uint8 tensor of ceil(n/8) bytes")
         pm = mask.data_ptr()
-    counts = torch.empty(2, dtype=torch.int64)
+    counts = torch.empty(3, dtype=torch.int64)
     _check(lib().smfa_cuda_sculpt_chunk(fc.data_ptr(), pfb, fdt, ac.data_ptr(), pab, adt, float(t), mode, pw,
                                         wdt, out.data_ptr(), _code(out, "out"), pm, n, counts.data_ptr(), None),
            "sculpt_chunk")

@@ -66,7 +66,6 @@ def test_kernels_list():
 
 
 @pytest.mark.parametrize("args,msg", [
-    (["--k", "-1"], "--k must be a finite number >= 0"),
     (["--backend", "cuda"], "backend 'cuda' is not available"),
     (["--emit", "merged"], "--emit merged needs --base"),
 ])

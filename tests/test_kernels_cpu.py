@@ -126,10 +126,38 @@ def test_sculpt_chunk_counts_and_mask_by_hand():
     mask = torch.empty(2, dtype=torch.uint8)
     counts = cpu_backend.sculpt_chunk(f, None, a, None, 1.0, 3, None, out, mask)
     # C at 0, 1, 5, 6, 7, 8 (signed zeros never conflict); R=|a|<|f| at 1, 2, 6, 7, 8
-    assert counts.tolist() == [6, 4]
+    assert counts.tolist() == [6, 4, 0]
     assert out.tolist() == [1.0, 0.0, 2.0, -0.0, 0.0, 3.0, 0.0, 0.0, 0.0]
     assert mask.tolist() == [0b11000010, 0b1]
     assert torch.equal(out[3:4].view(torch.int32), torch.tensor([-0.0]).view(torch.int32))
+
+
+BF16_MAX, FP16_MAX = torch.finfo(torch.bfloat16).max, torch.finfo(torch.float16).max
+
+
+NAN, INF = float("nan"), float("inf")
+F32, BF16, FP16 = torch.float32, torch.bfloat16, torch.float16
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+@pytest.mark.parametrize("f_dtype, out_dtype, w, f, nonfinite", [
+    # no merge: NaN and +-Inf in f reach the output unmasked (mode none); bf16: the direct AVX2 path
+    (F32, F32, None, [NAN, INF, -INF, 1.0, 2.0], 3),
+    (BF16, BF16, None, [NAN, INF, 1.0], 2),
+    # bf16 merge: max + 5e35 rounds back to max, max + 1e36 passes 0x7F7F8000 and rounds to Inf
+    (F32, BF16, [BF16_MAX, BF16_MAX, -BF16_MAX, 1.0], [5e35, 1e36, -1e36, NAN], 3),
+    (BF16, BF16, [BF16_MAX, BF16_MAX, -BF16_MAX, 1.0], [5e35, 1e36, -1e36, NAN], 3),
+    # fp16 merge: 65504 + 15 rounds to 65504, 65504 + 16 = 65520 is the tie that rounds to Inf
+    (F32, FP16, [FP16_MAX, FP16_MAX, 1.0], [15.0, 16.0, 1.0], 1),
+])
+def test_sculpt_chunk_counts_nonfinite_outputs(backend, f_dtype, out_dtype, w, f, nonfinite):
+    be = cpu_backend if backend == "cpu" else ref
+    f = torch.tensor(f).to(f_dtype)
+    wt = None if w is None else torch.tensor(w).to(out_dtype)
+    out = torch.empty(f.numel(), dtype=out_dtype)
+    counts = be.sculpt_chunk(f, None, torch.zeros_like(f), None, 1.0, 0, wt, out, None)
+    assert counts.tolist() == [0, 0, nonfinite]
+    assert int((~torch.isfinite(out)).sum()) == nonfinite
 
 
 def test_sculpt_chunk_out_aliases_w():
@@ -245,7 +273,7 @@ def test_sweep_counts_matches_sculpt_counts():
     sweep = cpu_backend.sweep_counts(f, None, a, None, ts).tolist()
     for i, t in enumerate(TS):
         c = cpu_backend.sculpt_chunk(f, None, a, None, t, 3, None, torch.empty_like(f)).tolist()
-        assert [sweep[0], sweep[1 + i]] == c
+        assert [sweep[0], sweep[1 + i]] == c[:2]  # c[2]: non-finite outputs, not a sweep count
     assert cpu_backend.sweep_counts(f, None, a, None, torch.empty(0)).tolist() == [sweep[0]]
 
 
@@ -331,3 +359,9 @@ def test_large_outputs_streaming_store_path():
         assert_bits_equal(c1, c2, "counts")
         assert_bits_equal(o1, o2, "out")
         assert_bits_equal(m1, m2, "mask")
+
+
+def test_build_has_the_ops_version_the_python_code_reads():
+    from smfa_core import _ext
+
+    assert _ext.C is not None and _ext.C.OPS_VERSION == _ext.OPS_VERSION  # a stale build is refused at load

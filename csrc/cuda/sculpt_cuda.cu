@@ -215,12 +215,20 @@ __device__ __forceinline__ bool conflict_of(float f, float a) {
   return (f > 0.0f && a < 0.0f) || (f < 0.0f && a > 0.0f);  // the sign test, never f * a
 }
 
+// The smallest |v| (fp32) that rounds to Inf in the output dtype (round to nearest even):
+// an output is non-finite iff !(|v| < limit), NaN included (see csrc/sculpt_cpu.cpp).
+__device__ __forceinline__ float overflow_limit(int dt) {
+  // fp32: +Inf; bf16: 0x7F7F8000 = 0x1.ffp+127
+  return dt == SMFA_DTYPE_F32 ? __uint_as_float(0x7F800000u) : dt == SMFA_DTYPE_F16 ? 65520.0f : 0x1.ffp+127f;
+}
+
 // One thread per 8 elements (= one mask byte), grid-stride.
 __global__ void __launch_bounds__(kThreads) sculpt_kernel(Src f, Src fb, Src a, Src ab, float t, int mode,
                                                           Src w, void* out, int out_dt, uint8_t* mask,
                                                           int64_t n, bool vec,
                                                           unsigned long long* __restrict__ counts) {
-  unsigned long long cc = 0, mc = 0;
+  unsigned long long cc = 0, mc = 0, nc = 0;
+  const float limit = overflow_limit(out_dt);
   const int64_t ngroups = (n + 7) / 8;
   const int64_t stride = (int64_t)gridDim.x * blockDim.x;
   for (int64_t g = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; g < ngroups; g += stride) {
@@ -241,6 +249,7 @@ __global__ void __launch_bounds__(kThreads) sculpt_kernel(Src f, Src fb, Src a, 
       byte |= (unsigned)m << j;
       float v = m ? 0.0f : fv[j];
       if (w.p != nullptr) v = __fadd_rn(wv[j], v);
+      nc += valid && !(fabsf(v) < limit);
       s[j] = v;
     }
     store8(out, out_dt, i, n, vec, s);
@@ -248,9 +257,11 @@ __global__ void __launch_bounds__(kThreads) sculpt_kernel(Src f, Src fb, Src a, 
   }
   cc = warp_sum(cc);
   mc = warp_sum(mc);
-  if ((threadIdx.x & 31) == 0 && (cc | mc)) {
+  nc = warp_sum(nc);
+  if ((threadIdx.x & 31) == 0 && (cc | mc | nc)) {
     atomicAdd(&counts[0], cc);
     atomicAdd(&counts[1], mc);
+    atomicAdd(&counts[2], nc);
   }
 }
 
@@ -339,7 +350,7 @@ extern "C" cudaError_t smfa_cuda_sculpt_chunk(const void* f, const void* f_base,
   if (!valid_dtype(f_dtype) || !valid_dtype(a_dtype) || !valid_dtype(out_dtype) ||
       (w != nullptr && !valid_dtype(w_dtype)) || mode < 0 || mode > 3 || n < 0 || counts == nullptr)
     return cudaErrorInvalidValue;
-  cudaError_t e = cudaMemsetAsync(counts, 0, 2 * sizeof(int64_t), stream);
+  cudaError_t e = cudaMemsetAsync(counts, 0, 3 * sizeof(int64_t), stream);
   if (e != cudaSuccess || n == 0) return e;
   int grid = 0;
   e = grid_for((n + 7) / 8, 8, &grid);

@@ -26,7 +26,8 @@ cudaError_t smfa_cuda_sumsq_blocks(const void* x, const void* x_base, int dtype,
                                    double* out, cudaStream_t stream);
 
 // out = M ? 0 : f, or round(w + that); mask (ceil(n/8) bytes) may be NULL, w may be NULL.
-// counts: 2 int64 on the device, overwritten with [conflict, masked].
+// counts: 3 int64 on the device, overwritten with [conflict, masked, non-finite outputs]
+// (NaN/Inf in out as written, an overflow of out's dtype included).
 cudaError_t smfa_cuda_sculpt_chunk(const void* f, const void* f_base, int f_dtype,
                                    const void* a, const void* a_base, int a_dtype,
                                    float t, int mode, const void* w, int w_dtype,

@@ -87,7 +87,8 @@ def sculpt_chunk(
     out.view(-1).copy_(sculpted.to(out.dtype))
     if mask is not None:
         mask.view(-1).copy_(pack_bits(m))
-    return torch.stack([conflict.sum(), m.sum()]).to(torch.int64)
+    nonfinite = (~torch.isfinite(out.view(-1))).sum()  # as written: an overflow of out's dtype counts
+    return torch.stack([conflict.sum(), m.sum(), nonfinite]).to(torch.int64)
 
 
 def sweep_counts(

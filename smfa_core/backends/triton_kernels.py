@@ -160,8 +160,19 @@ def _sculpt_kernel(f_ptr, fb_ptr, a_ptr, ab_ptr, w_ptr, out_ptr, mask_ptr, cnt_p
         packed = tl.sum(bits, axis=1)
         boffs = pid.to(tl.int64) * (BLOCK_N // 8) + tl.arange(0, BLOCK_N // 8)
         tl.store(mask_ptr + boffs, packed.to(tl.uint8), mask=boffs < (n + 7) // 8)
-    tl.store(cnt_ptr + 2 * pid, tl.sum(conflict.to(tl.int32)).to(tl.int64))
-    tl.store(cnt_ptr + 2 * pid + 1, tl.sum(m.to(tl.int32)).to(tl.int64))
+    # Non-finite outputs as written: NaN, or |s| that rounds to Inf in the output dtype (round
+    # to nearest even: fp32 beyond its max; bf16 from 0x7F7F8000; fp16 from 65520).
+    abs_s = tl.abs(s)
+    if KO == 0:
+        big = abs_s > 3.4028234663852886e38
+    elif KO == 2:
+        big = abs_s >= 3.3961775292304600e38
+    else:
+        big = abs_s >= 65520.0
+    nonfinite = (big | (s != s)) & inb
+    tl.store(cnt_ptr + 3 * pid, tl.sum(conflict.to(tl.int32)).to(tl.int64))
+    tl.store(cnt_ptr + 3 * pid + 1, tl.sum(m.to(tl.int32)).to(tl.int64))
+    tl.store(cnt_ptr + 3 * pid + 2, tl.sum(nonfinite.to(tl.int32)).to(tl.int64))
 
 
 @triton.jit
@@ -254,7 +265,7 @@ def sculpt_chunk(f, f_base, a, a_base, t, mode, w, out, mask=None):
         raise ValueError("smfa triton: mask must be a contiguous uint8 tensor of ceil(n/8) bytes")
     blk = Config.sculpt_block
     nprog = (n + blk - 1) // blk
-    counts = torch.zeros((max(nprog, 1), 2), dtype=torch.int64, device=f.device)
+    counts = torch.zeros((max(nprog, 1), 3), dtype=torch.int64, device=f.device)
     if nprog:
         ov = out.view(-1)
         ov = ov.view(torch.int16) if ov.element_size() == 2 else ov  # 16-bit outs are stored as bits

@@ -42,32 +42,41 @@ class JudgeError(ValueError):
     """A judge that cannot be found, registered or configured."""
 
 
+def validate_judge(factory: object) -> JudgeFactory:
+    name = getattr(factory, "name", None)
+    if not isinstance(name, str) or not name:
+        raise JudgeError(f"judge {factory!r} has no `name`")
+    if not callable(factory):
+        raise JudgeError(f"judge {name!r} is not callable")
+    return factory  # type: ignore[return-value]
+
+
+def get_judge_plugins() -> dict[str, tuple[JudgeFactory, str]]:
+    """name -> (factory, plugin that registered it). A plugin whose registration fails is
+    recorded as broken (smfa_methods.plugins.broken_plugins) and the others still count."""
+    from smfa_methods.plugins import register_builtin
+    from smfa_methods.registry import collect
+
+    register_builtin("smfa_eval.judges.builtin")
+    return collect("register_judges", validate_judge)  # type: ignore[return-value]
+
+
 def get_judges() -> dict[str, JudgeFactory]:
     """All registered judge factories by name (built-ins plus installed plugins)."""
-    from smfa_methods.plugins import register_builtin
-
-    pm = register_builtin("smfa_eval.judges.builtin")
-    found: dict[str, JudgeFactory] = {}
-
-    def register(factory: JudgeFactory) -> None:
-        name = getattr(factory, "name", None)
-        if not isinstance(name, str) or not name:
-            raise JudgeError(f"judge {factory!r} has no `name`")
-        if not callable(factory):
-            raise JudgeError(f"judge {name!r} is not callable")
-        if name in found:
-            raise JudgeError(f"judge {name!r} is registered twice")
-        found[name] = factory
-
-    pm.hook.register_judges(register=register)
-    return found
+    return {n: f for n, (f, _plugin) in get_judge_plugins().items()}
 
 
 def get_judge(name: str, **options: Any) -> Judge:
+    from smfa_methods.plugins import broken_note
+
     judges = get_judges()
     if name not in judges:
-        raise JudgeError(f"unknown judge {name!r}; available: {', '.join(sorted(judges))}")
+        raise JudgeError(f"unknown judge {name!r}; available: {', '.join(sorted(judges))}{broken_note()}")
     try:
         return judges[name](**options)
     except TypeError as exc:
         raise JudgeError(f"judge {name!r}: bad options {sorted(options)}: {exc}") from None
+    except JudgeError:
+        raise
+    except Exception as exc:  # a plugin's judge that cannot start: its error, not a traceback
+        raise JudgeError(f"judge {name!r} failed to start: {type(exc).__name__}: {exc}") from exc

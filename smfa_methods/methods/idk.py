@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..data import Example, PairedDataset, relabel
 from ..losses import ce
 from ..method import Job, Method
+from ..options import Option
 from ..refusals import sample_refusals
 
 
@@ -20,7 +21,7 @@ class IdkTuning(Method):
     description = "IDK tuning (Eq. 14): CE on forget questions with sampled refusals + CE on D_r^few"
     equation = "L = CE(D_f^idk) + w·CE(D_r)"
     paper = "Maini et al. 2024, TOFU: A Task of Fictitious Unlearning for LLMs; the SMFA paper's App. C (Eq. 14)"
-    options = {"retain_weight": 1.0}
+    options = {"retain_weight": Option(1.0, "weight of the retain-set term", min=0.0, max=1e6)}
 
     def make_dataset(self, job: Job):
         return PairedDataset(with_refusals(job.forget, job.train.seed), job.retain, seed=job.train.seed)

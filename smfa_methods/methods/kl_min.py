@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..losses import answer_kl, ce
 from ..method import Method
+from ..options import Option
 
 
 class KLMin(Method):
@@ -12,7 +13,7 @@ class KLMin(Method):
     description = "KL minimization (Eq. 13): ascend CE on D_f, KL to the original model on D_r^few"
     equation = "L = -CE(D_f) + w·mean_r KL(p_orig ‖ p_θ)"
     paper = "Nguyen et al. 2020, Variational Bayesian Unlearning (NeurIPS); the SMFA paper's App. C (Eq. 13)"
-    options = {"retain_weight": 1.0}
+    options = {"retain_weight": Option(1.0, "weight of the retain-set term", min=0.0, max=1e6)}
     needs_reference = True
 
     def compute_loss(self, model, inputs, trainer):

@@ -27,6 +27,7 @@ import torch
 from ..collators import SFTCollator
 from ..data import Example
 from ..method import Job, Method, Result
+from ..options import Option
 
 _DOWN = ("down_proj", "fc2")
 _IN = ("gate_proj", "up_proj", "fc1")
@@ -204,7 +205,12 @@ class MANU(Method):
     equation = "prune the top α% MLP neurons by S_n = I(D_f,n) / (I(D_r,n) + ε); no training"
     paper = "Liu et al. 2025, Modality-Aware Neuron Pruning for Unlearning in Multimodal LLMs (MANU); the SMFA paper's App. C"
     reference = "none (no training; importance on D_f vs D_r)"
-    options = {"prune_pct": 5.0, "scope": "modality", "eps": 1e-8, "freq_tau": 0.5}
+    options = {
+        "prune_pct": Option(5.0, "α: percent of MLP neurons pruned", min=0.0, max=100.0),
+        "scope": Option("modality", "rank neurons per modality or per layer", choices=("modality", "layer")),
+        "eps": Option(1e-8, "ε in the forget/retain importance ratio", min=0.0, max=1.0),
+        "freq_tau": Option(0.5, "active when |a| > freq_tau x the mean |a| (frequency score)", min=0.0, max=1e6),
+    }
 
     def run(self, job: Job) -> Result:
         from .. import models

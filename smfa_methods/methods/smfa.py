@@ -13,10 +13,14 @@ delta sculpted with its own k, `k_image` / `k_text`, then the two averaged; see 
 
 from __future__ import annotations
 
+from smfa_core._ops import MODES
+from smfa_core.tensor_api import MAX_K
+
 from ..data import ExampleDataset
 from ..errors import MethodError
 from ..losses import ce
 from ..method import Job, Method, Result
+from ..options import Option
 from ..sculpting import k_rules_option, sculpt_and_merge
 from .idk import with_refusals
 
@@ -69,8 +73,19 @@ class SMFA(MFA):
     equation = "θ = θ_o + ΔW_f ⊙ ¬(C ∧ R),  C: sign(ΔW_f) ≠ sign(ΔW_a),  R: kρ|ΔW_a| > |ΔW_f|"
     paper = "the SMFA paper, §3 (Eqs. 4-11)"
     reference = "none (a retaining anchor ΔW_a trained on D_r^few)"
-    options = {"k": 1.0, "mode": "both", "eps": 1e-8, "k_rules": [], "per_modality": False,
-               "k_image": -1.0, "k_text": -1.0, "variant": "paper"}
+    options = {
+        "k": Option(1.0, "magnitude factor k in k·ρ·|ΔW_a| < |ΔW_f| (smfa sculpt --k)", min=0.0, max=MAX_K),
+        "mode": Option("both", "mask rule (smfa sculpt --mode)", choices=tuple(MODES)),
+        "eps": Option(1e-8, "ε in ρ = ‖ΔW_f‖/(‖ΔW_a‖+ε)", min=0.0, max=1.0),
+        "k_rules": Option([], "per-tensor k: REGEX=K strings (fullmatch on tensor names, first match wins) "
+                              "or a rules file (smfa sculpt --k-rule / --k-rules)"),
+        "per_modality": Option(False, "separate image- and text-memory forget deltas, each sculpted, summed"),
+        "k_image": Option(-1.0, "k of the image forget delta (per_modality / variant=public; -1: k)",
+                          min=-1.0, max=MAX_K),
+        "k_text": Option(-1.0, "k of the text forget delta (per_modality / variant=public; -1: k)",
+                         min=-1.0, max=MAX_K),
+        "variant": Option("paper", "paper (the paper's SMFA) or public (the public re-implementation's)"),
+    }
 
     def resolve_options(self, given: dict) -> dict:
         """The base checks, plus `variant` (one of VARIANTS, not with per_modality): checked

@@ -80,3 +80,13 @@ def test_report_missing_run(run, tmp_path):
     (tmp_path / "empty").mkdir()
     r = run("report", tmp_path / "empty", "--out", tmp_path / "rep")
     assert r.exit_code == 1 and "no summary.json" in r.output
+
+
+def test_eval_of_a_model_with_only_pytorch_model_bin_is_a_one_line_error(run, tmp_path, bench_dir):
+    d = tmp_path / "pickled"
+    d.mkdir()
+    (d / "config.json").write_text('{"architectures": ["LlamaForCausalLM"], "model_type": "llama"}')
+    (d / "pytorch_model.bin").write_bytes(b"never unpickled")
+    r = run("eval", "--model", d, "--data", bench_dir, "--out", tmp_path / "o", "--limit", "1")
+    assert r.exit_code == 1 and "only pytorch_model.bin (pickle); only safetensors checkpoints are read" in r.output
+    assert len(r.output.strip().splitlines()) == 1, r.output

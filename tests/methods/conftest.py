@@ -78,7 +78,7 @@ class FakeTrainer:
     """What compute_loss needs from the trainer, without a Trainer."""
 
     def __init__(self, method, ref_logits=None):
-        self.method_options = dict(method.options)
+        self.method_options = method.resolve_options({})
         self.parts = {}
         self._ref = ref_logits
 

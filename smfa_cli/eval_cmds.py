@@ -147,8 +147,8 @@ def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: 
     """Unlearn MODEL with each METHOD on a split, evaluate them all, write OUT/report (resumable)."""
     import shutil
 
-    from smfa_eval.attacks import AttackError
     from smfa_core.guard import guard_outputs
+    from smfa_eval.attacks import AttackError
     from smfa_eval.evaluate import RunMismatch
     from smfa_eval.generate import GenerationError
     from smfa_eval.judges import JudgeError

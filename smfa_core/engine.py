@@ -24,8 +24,8 @@ from ._ops import BLOCK, MODES
 from .atomic import AtomicOutput, cleanup_stale
 from .backends import get_backend
 from .errors import SmfaError
-from .krules import as_rules, describe, resolve_ks
 from .guard import guard_outputs
+from .krules import as_rules, describe, resolve_ks
 from .names import match_names
 from .outputs import ShardedWriter, WriteBehind, copy_adapter_files, copy_base_files, shard_plan
 from .placement import Placement

@@ -95,17 +95,23 @@ def per_process(cfg: TrainConfig, launch: Launch) -> TrainConfig:
     return replace(cfg, batch_size=cfg.batch_size // launch.num_processes, progress=progress)
 
 
-def option_sets(options: dict[str, Any]) -> list[str]:
-    """Method options as `--set KEY=VALUE` (typed back by the method's defaults: options.py)."""
+def option_sets(method: str, options: dict[str, Any]) -> list[str]:
+    """Method options as `--set KEY=VALUE`, spelled so that the method's defaults type them
+    back to the same values (options.py): a string for a list/table option (a rules file) is
+    JSON-quoted, or it would be read as JSON."""
+    from smfa_methods.options import option_specs
+    from smfa_methods.registry import get_method
+
+    specs = option_specs(get_method(method).options)
     out: list[str] = []
     for k, v in options.items():
         if isinstance(v, bool):
             raw = "true" if v else "false"
         elif isinstance(v, (int, float)):
             raw = _num(v)
-        elif isinstance(v, str):
+        elif isinstance(v, str) and (k not in specs or isinstance(specs[k].default, str)):
             raw = v
-        else:  # lists, tables, None: JSON, as options.py reads them
+        else:  # lists, tables, None, strings for those: JSON, as options.py reads them
             raw = json.dumps(v)
         out += ["--set", f"{k}={raw}"]
     return out
@@ -122,7 +128,7 @@ def unlearn_command(launch: Launch, *, method: str, model: Path, forget: Path, r
                     cfg: TrainConfig, options: dict[str, Any]) -> list[str]:
     """`smfa unlearn --method METHOD` of one step under the launcher."""
     return [*launcher_argv(launch), "unlearn", "--method", method, "--model", str(model), "--forget", str(forget),
-            "--retain", str(retain), "--out", str(out), *option_sets(options),
+            "--retain", str(retain), "--out", str(out), *option_sets(method, options),
             *train_flags(per_process(cfg, launch))]
 
 
@@ -190,7 +196,7 @@ def run_launched(argv: list[str], *, launch: Launch, step: str, out: Path) -> di
         raise
     finally:
         fwd.join(timeout=5)
-    what = argv[argv.index("smfa_cli.main") + 1]  # train | unlearn
+    what = argv[argv.index("smfa_cli.main") + 1] if "smfa_cli.main" in argv[:-1] else argv[-1]  # train | unlearn
     if rc != 0:
         raise LaunchFailed(f"step {step}: `smfa {what}` under {launch.describe()} exited with status {rc}: "
                            f"{last_error(bytes(tail))}")

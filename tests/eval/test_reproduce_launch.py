@@ -248,6 +248,11 @@ data = ["finetune"]
 max_steps = 2
 lr = 1e-3
 batch_size = 2
+[unlearn]
+mode = "lora"
+epochs = 1
+lr = 1e-3
+batch_size = 2
 [methods]
 idk = {{}}
 [protocol]
@@ -258,8 +263,9 @@ splits = ["forget10"]
 
 def test_a_real_training_step_through_accelerate_on_two_processes(tmp_path, tiny_checkpoint):
     """The reproduction's `original` stage under `accelerate launch` (configs/accelerate/ddp.yaml,
-    2 CPU processes on gloo) publishes what the in-process stage does: a loadable model, the same
-    steps, the losses of the same global batch (2 = 1 per process)."""
+    2 CPU processes on gloo) publishes what the in-process stage does: the same files, a loadable
+    model, the same steps, nearly the same weights (global batch 2 = 1 per process); then one
+    unlearning step (idk) the same way."""
     from dataclasses import replace
 
     from smfa_eval.reproduce.pipeline import Reproduction
@@ -274,8 +280,13 @@ args = ["--main_process_port", "0"]''')))
     runs = {}
     for name, preset in (("launched", launched), ("in-process", replace(launched, launch=None))):
         rep = Reproduction(preset, tmp_path / name, 0, progress=False, log=lambda _: None)
-        d = rep.original(rep.bench()).parent
+        bench = rep.bench()
+        d = rep.original(bench).parent
         runs[name] = (d, rep.steps.records["original"])
+        if name == "launched":  # and one unlearning step, `smfa unlearn` on the split's files
+            u = rep.unlearn(bench, d / "model", "forget10", "idk", 1e-3, {})
+            assert load_model(u / "model").model is not None and (u / "run.json").is_file()
+            assert rep.steps.records["unlearn/forget10/idk"]["info"]["launch"] == "accelerate launch x2"
     (ld, lrec), (pd, prec) = runs["launched"], runs["in-process"]
     assert lrec["fingerprint"] == prec["fingerprint"]  # how a step ran is not what it depends on
     assert lrec["info"]["launch"] == "accelerate launch x2" and "launch" not in prec["info"]

@@ -306,3 +306,46 @@ args = ["--main_process_port", "0"]''')))
     for k in moved:
         change = (pw[k] - base[k]).norm()
         assert (lw[k] - pw[k]).norm() < 0.35 * change, k
+
+
+class _Direct:
+    """A ledger that builds every step in a fresh directory (for the plumbing below)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def run(self, name, config, build, *, reads=()):
+        tmp = self.root / f".{name.replace('/', '-')}.tmp"
+        tmp.mkdir(parents=True)
+        build(tmp)
+        return tmp
+
+
+def test_oracle_and_sequential_steps_go_through_the_launcher(tmp_path, small_bench, monkeypatch):
+    """The privacy oracle (train_stage) and a sequential request (unlearn_run) reach the launcher
+    with their step names and their own data (the processes themselves are stubbed here)."""
+    import smfa_eval.reproduce.launch as launch_mod
+    from smfa_eval.reproduce.pipeline import Reproduction
+    from smfa_eval.reproduce.privacy_steps import oracle_model
+    from smfa_eval.reproduce.sequential_steps import _unlearn
+    from smfa_eval.schema import Bench
+
+    calls: list = []
+    monkeypatch.setattr(launch_mod, "run_launched",
+                        lambda argv, *, launch, step, out: calls.append((step, argv, out)) or {"global_step": 1})
+    preset = load_preset(str(_tiny_preset(tmp_path, tmp_path, '[launch]\nlauncher = "torchrun"\nnum_processes = 2')))
+    rep = Reproduction(preset, tmp_path / "run", 0, progress=False, log=lambda _: None)
+    rep.steps, rep._model_reads = _Direct(tmp_path / "run"), ("bench", "original")
+    bench = Bench(small_bench)
+    oracle_model(rep, bench, "forget10")
+    request = tmp_path / "request1_forget.jsonl"
+    _unlearn(tmp_path / "seq", method="idk", model=tmp_path / "m", bench=bench, split="forget10", lr=1e-3, options={},
+             forget=request, rep=rep, step="sequential/forget10/idk/request1")
+    (step1, argv1, out1), (step2, argv2, out2) = calls
+    assert step1 == "oracle/forget10" and argv1[argv1.index("smfa_cli.main") + 1] == "train"
+    assert argv1[argv1.index("--data") + 1] == str(out1 / "train.jsonl") and (out1 / "train.jsonl").is_file()
+    forgotten = set(bench.split("forget10").forget)
+    rows = [json.loads(x) for x in (out1 / "train.jsonl").read_text().splitlines()]
+    assert rows and len(rows) < sum(1 for _ in bench.path("finetune").open()) and forgotten
+    assert step2 == "sequential/forget10/idk/request1" and argv2[argv2.index("--forget") + 1] == str(request)
+    assert argv2[:5] == [PY, "-m", "torch.distributed.run", "--nproc_per_node", "2"]

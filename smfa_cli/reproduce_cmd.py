@@ -83,7 +83,12 @@ def register(cli: click.Group) -> None:
         """Reproduce the paper: bench -> tokenizer -> base -> pre-training -> original -> every method x
         split -> eval -> Table 1, Table 2, k-sweep, understanding by image type. Resumable: a rerun
         skips every step that finished with the same settings."""
+        from smfa_eval.reproduce.launch import under_a_launcher
         from smfa_eval.reproduce.preset import PresetError, load_preset
+
+        if under_a_launcher():  # every rank would run every step on the same directories at once
+            raise click.ClickException("smfa reproduce runs as one process: start it without accelerate launch / "
+                                       "torchrun; a preset's [launch] runs each training step on the GPUs itself")
 
         try:
             preset = load_preset(preset_name).with_arch(arch).with_splits(splits)

@@ -43,6 +43,11 @@ class LaunchFailed(MethodError):
     """A launched training step exited non-zero (the message names the step)."""
 
 
+def under_a_launcher() -> bool:
+    """This process is one rank of a multi-process launch (torchrun and accelerate set these)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 or "LOCAL_RANK" in os.environ
+
+
 def launcher_argv(launch: Launch) -> list[str]:
     """The launcher, run by this interpreter (`python -m ...`, not whatever `accelerate` is on
     PATH: the processes must import the same smfa and torch as this one)."""
@@ -173,7 +178,7 @@ def _release_accelerator_memory() -> None:
 def last_error(tail: bytes) -> str:
     """The children's last error line (`Error: ...` from the CLI, else the last non-empty line)."""
     lines = [ln.strip() for ln in tail.decode("utf-8", "replace").replace("\r", "\n").splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("Error:") or "Error:" in ln]
+    errors = [ln for ln in lines if "Error:" in ln]  # the CLI's "Error: ...", a traceback's "XError: ..."
     return (errors or lines or ["(no output)"])[-1]
 
 

@@ -205,6 +205,12 @@ def test_a_failed_launched_step_names_the_step_and_publishes_nothing(tmp_path):
     assert not (tmp_path / "unlearn" / "forget10" / "idk").exists() and not steps.records
 
 
+def test_reproduce_refuses_to_run_under_a_launcher(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    r = CliRunner().invoke(cli, ["reproduce", "--preset", "quick", "--out", str(tmp_path / "run"), "--dry-run"])
+    assert r.exit_code == 1 and "runs as one process" in r.output and not (tmp_path / "run").exists()
+
+
 def test_dry_run_prints_the_commands(tmp_path):
     path = _with_launch(tmp_path, 'launcher = "accelerate launch"\nnum_processes = 2\nargs = ["--main_process_port", "0"]')
     out = tmp_path / "run"

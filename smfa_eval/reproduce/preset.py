@@ -227,6 +227,10 @@ def _launch(raw: Any, src: Path, stages: dict[str, int]) -> Launch | None:
         flag = a.split("=", 1)[0]
         _check(flag not in ("--num_processes", "--nproc_per_node", "--nproc-per-node", "--config_file", "-m"),
                src, "launch.args", f"must not hold {flag} (set by [launch] itself)")
+    if launcher == "torchrun":  # its workers then wait for a rendezvous on port 0 forever (torch 2.x)
+        flat = " ".join(args).replace("=", " ").replace("--master-port", "--master_port").split()
+        port = flat[flat.index("--master_port") + 1] if "--master_port" in flat[:-1] else None
+        _check(port != "0", src, "launch.args", "--master_port 0 makes torchrun's workers hang; give a free port")
     for section, batch in stages.items():
         _check(batch % n == 0, src, "launch.num_processes",
                f"{n} must divide {section}.batch_size {batch} (batch sizes are global: each process trains "

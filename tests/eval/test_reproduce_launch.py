@@ -114,6 +114,7 @@ def _with_launch(tmp_path, launch: str) -> Path:
     ('launcher = "accelerate launch"\nnum_processes = 2\nargs = "--x"', "launch.args must be a list of strings"),
     ('launcher = "accelerate launch"\nnum_processes = 2\nargs = ["--num_processes=4"]', "launch.args must not"),
     ('launcher = "accelerate launch"\nnum_processes = 2\ngpus = 2', r"\[launch\] has unknown key"),
+    ('launcher = "torchrun"\nnum_processes = 2\nargs = ["--master-port=0"]', "launch.args --master_port 0"),
 ])
 def test_bad_launch_fails_naming_the_key(tmp_path, launch, match):
     path = _with_launch(tmp_path, launch)

@@ -165,14 +165,17 @@ def register(cli: click.Group) -> None:
     @click.option("--model", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
     @click.option("--data", required=True, type=click.Path(path_type=Path), help="Training JSONL.")
     @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+    @click.option("--image-root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+                  help="Where DATA's relative image paths start [default: the benchmark directory above DATA, "
+                       "else DATA's own directory].")
     @_train_options
     @user_errors
-    def train_cmd(model: Path, data: Path, out: Path, **kw) -> None:
+    def train_cmd(model: Path, data: Path, out: Path, image_root: Path | None, **kw) -> None:
         """Plain fine-tuning on question/answer JSONL; writes OUT/model."""
         from smfa_methods.api import finetune
 
         try:
-            result = finetune(model=model, data=data, out=out, train=_train_config(kw))
+            result = finetune(model=model, data=data, out=out, train=_train_config(kw), image_root=image_root)
         except _user_errors() as exc:
             raise fail(exc) from None
         if result.model is not None:

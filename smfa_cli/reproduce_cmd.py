@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 
-def _plan(preset, seed: int, out: Path, tune: bool) -> list[str]:
+def _plan(preset, seed: int, out: Path, tune: bool, progress: bool | None = None) -> list[str]:
     """What a run would do, for --dry-run."""
     p, pr = preset, preset.protocol
     lines = [f"preset {p.name} ({p.source}): {p.description}", f"arch {p.arch}, seed {seed}, out {out}",
@@ -35,8 +35,13 @@ def _plan(preset, seed: int, out: Path, tune: bool) -> list[str]:
     else:
         lines.append(f"splits {list(pr.splits)}; ablation and k-sweep {list(pr.k_sweep)} on {pr.ablation_split}; "
                      f"eval limit {pr.eval_limit}, max_new_tokens {pr.max_new_tokens}")
-    if p.launch:
-        lines.append(f"launch: {p.launch}")
+    if p.launch is not None:
+        from smfa_eval.reproduce.launch_plan import launch_plan
+
+        lines.append(f"launch: this process orchestrates; each training step runs under {p.launch.describe()} "
+                     "(batch sizes split across the processes):")
+        for step, how in launch_plan(p, out, seed, progress=progress, tune=tune):
+            lines.append(f"  {step}: {how}")
     return lines
 
 
@@ -78,7 +83,12 @@ def register(cli: click.Group) -> None:
         """Reproduce the paper: bench -> tokenizer -> base -> pre-training -> original -> every method x
         split -> eval -> Table 1, Table 2, k-sweep, understanding by image type. Resumable: a rerun
         skips every step that finished with the same settings."""
+        from smfa_eval.reproduce.launch import under_a_launcher
         from smfa_eval.reproduce.preset import PresetError, load_preset
+
+        if under_a_launcher():  # every rank would run every step on the same directories at once
+            raise click.ClickException("smfa reproduce runs as one process: start it without accelerate launch / "
+                                       "torchrun; a preset's [launch] runs each training step on the GPUs itself")
 
         try:
             preset = load_preset(preset_name).with_arch(arch).with_splits(splits)
@@ -99,7 +109,7 @@ def register(cli: click.Group) -> None:
             except ValueError as exc:
                 raise click.ClickException(str(exc)) from None
         if dry_run:
-            for line in _plan(preset, seed, out, tune):
+            for line in _plan(preset, seed, out, tune, progress):
                 click.echo(line)
             return
         if "path" in preset.model:

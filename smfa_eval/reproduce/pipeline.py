@@ -102,8 +102,8 @@ class Reproduction:
                 continue
             src = model
             d = self.steps.run(name, {"stage": asdict(stage), "seed": self.seed, "from": str(src)},
-                               lambda tmp, st=stage, s=src: train_stage(bench, s, st, tmp, seed=self.seed,
-                                                                        progress=self.progress),
+                               lambda tmp, st=stage, s=src, n=name: train_stage(
+                                   bench, s, st, tmp, seed=self.seed, progress=self.progress, launch=p.launch, step=n),
                                reads=reads)
             model, reads = d / "model", (*reads, name)
         self._model_reads = reads
@@ -123,7 +123,8 @@ class Reproduction:
         def build(tmp: Path) -> dict:
             data = write_full_retain(bench, split, tmp / "retain_full.jsonl") if retain == "full" else None
             return unlearn_run(method, original, bench, split, tmp, self.preset.unlearn, lr=lr, options=options,
-                               seed=self.seed, progress=self.progress, retain=data)
+                               seed=self.seed, progress=self.progress, retain=data, launch=self.preset.launch,
+                               step=name)
 
         return self.steps.run(name, cfg, build, reads=self._model_reads)
 

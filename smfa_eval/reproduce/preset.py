@@ -6,13 +6,14 @@ or `path` = a local checkpoint directory for the `paper` preset); `[pretrain]` a
 `[original]` (the two training stages: data sources and budget); `[unlearn]` (the budget every
 method shares); `[methods]` (name -> options); `[protocol]` (splits, ablation, k-sweep,
 evaluation size, seeds); `[tune]` (the development-seed grid and its selection rule);
-`[launch]` (paper only: how the GPU runs are started).
+`[launch]` (paper only: the launcher that runs each training step on the GPUs, while
+`smfa reproduce` itself stays one process; see launch.py).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,23 @@ class Tune:
     understanding_floor: float = 0.9
 
 
+LAUNCHERS = ("accelerate launch", "torchrun")
+
+
+@dataclass(frozen=True)
+class Launch:
+    """[launch]: how each training step is started (launch.py builds the command). The preset's
+    batch sizes stay global: each of the `num_processes` processes trains on batch_size / N."""
+
+    launcher: str
+    num_processes: int
+    config_file: Path | None = None   # accelerate's --config_file (relative: to the preset's directory)
+    args: tuple[str, ...] = ()        # more launcher arguments, e.g. ["--main_process_port", "29600"]
+
+    def describe(self) -> str:
+        return f"{self.launcher} x{self.num_processes}"
+
+
 @dataclass(frozen=True)
 class Preset:
     name: str
@@ -108,7 +126,7 @@ class Preset:
     methods: dict[str, dict[str, Any]]
     protocol: Protocol
     tune: Tune
-    launch: dict[str, Any] = field(default_factory=dict)
+    launch: Launch | None = None  # None: every training step runs in this process
 
     def with_splits(self, splits: tuple[str, ...]) -> Preset:
         """Only these splits (the ablation and k-sweep split must be among them)."""
@@ -182,6 +200,44 @@ def _stage(raw: Any, src: Path, section: str) -> Stage | None:
     return st
 
 
+def _launch(raw: Any, src: Path, stages: dict[str, int]) -> Launch | None:
+    """[launch], every key checked. `stages`: section -> batch size, each of which the process
+    count must divide (the batch sizes are global, split across the processes)."""
+    if raw is None:
+        return None
+    _check(isinstance(raw, dict), src, "[launch]", "must be a table")
+    known = ("launcher", "num_processes", "config_file", "args")
+    unknown = sorted(set(raw) - set(known))
+    _check(not unknown, src, "[launch]", f"has unknown key(s) {unknown}; valid: {list(known)}")
+    launcher = raw.get("launcher")
+    _check(launcher in LAUNCHERS, src, "launch.launcher", f"must be one of {list(LAUNCHERS)}, got {launcher!r}")
+    n = raw.get("num_processes")
+    _check(isinstance(n, int) and not isinstance(n, bool) and n >= 1, src, "launch.num_processes",
+           f"must be an integer >= 1, got {n!r}")
+    config = raw.get("config_file")
+    if config is not None:
+        _check(isinstance(config, str) and config != "", src, "launch.config_file", f"must be a path, got {config!r}")
+        _check(launcher == "accelerate launch", src, "launch.config_file", "is accelerate's; torchrun takes none")
+        config = Path(config) if Path(config).is_absolute() else src.parent / config
+        _check(config.is_file(), src, "launch.config_file", f"{config}: no such file")
+    args = raw.get("args", [])
+    _check(isinstance(args, list) and all(isinstance(a, str) for a in args), src, "launch.args",
+           f"must be a list of strings, got {args!r}")
+    for a in args:  # these the reproduction sets itself, per step
+        flag = a.split("=", 1)[0]
+        _check(flag not in ("--num_processes", "--nproc_per_node", "--nproc-per-node", "--config_file", "-m"),
+               src, "launch.args", f"must not hold {flag} (set by [launch] itself)")
+    if launcher == "torchrun":  # its workers then wait for a rendezvous on port 0 forever (torch 2.x)
+        flat = " ".join(args).replace("=", " ").replace("--master-port", "--master_port").split()
+        port = flat[flat.index("--master_port") + 1] if "--master_port" in flat[:-1] else None
+        _check(port != "0", src, "launch.args", "--master_port 0 makes torchrun's workers hang; give a free port")
+    for section, batch in stages.items():
+        _check(batch % n == 0, src, "launch.num_processes",
+               f"{n} must divide {section}.batch_size {batch} (batch sizes are global: each process trains "
+               f"on batch_size / num_processes)")
+    return Launch(launcher=launcher, num_processes=n, config_file=config, args=tuple(args))
+
+
 def load_preset(name_or_path: str) -> Preset:
     """A preset by name (`presets/NAME.toml`) or by path; every field checked."""
     p = Path(name_or_path)
@@ -251,9 +307,11 @@ def load_preset(name_or_path: str) -> Preset:
         _check(not unknown, src, "[model]", f"has unknown key(s) {unknown}; valid: {list(MODEL_KEYS)} or path")
         bad = [k for k in MODEL_KEYS if not (isinstance(model.get(k), int) and model.get(k, 0) >= 1)]
         _check(not bad, src, "[model]", f"needs positive integers for {bad}")
+    pretrain, original = _stage(raw.get("pretrain"), src, "pretrain"), _stage(raw.get("original"), src, "original")
+    batches = {k: st.batch_size for k, st in (("pretrain", pretrain), ("original", original)) if st is not None}
+    launch = _launch(raw.get("launch"), src, {**batches, "unlearn": unlearn.batch_size})
     return Preset(
         name=raw.get("name", src.stem), description=raw.get("description", ""), arch=arch, source=src,
-        bench=bench, model=dict(model), pretrain=_stage(raw.get("pretrain"), src, "pretrain"),
-        original=_stage(raw.get("original"), src, "original"), unlearn=unlearn, methods=methods,
-        protocol=protocol, tune=_typed(Tune, raw.get("tune", {}), src, "tune"), launch=dict(raw.get("launch", {})),
+        bench=bench, model=dict(model), pretrain=pretrain, original=original, unlearn=unlearn, methods=methods,
+        protocol=protocol, tune=_typed(Tune, raw.get("tune", {}), src, "tune"), launch=launch,
     )

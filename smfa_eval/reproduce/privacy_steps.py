@@ -48,7 +48,8 @@ def oracle_model(repro: Reproduction, bench: Bench, split: str) -> tuple[Path, t
     forget = frozenset(bench.split(split).forget)
     cfg = {"stage": asdict(stage), "seed": repro.seed, "from": str(src), "without": sorted(forget)}
     d = repro.steps.run(f"oracle/{split}", cfg, lambda tmp: train_stage(
-        bench, src, stage, tmp, seed=repro.seed, progress=repro.progress, exclude_profiles=forget), reads=reads)
+        bench, src, stage, tmp, seed=repro.seed, progress=repro.progress, exclude_profiles=forget,
+        launch=repro.preset.launch, step=f"oracle/{split}"), reads=reads)
     return d / "model", (*reads, f"oracle/{split}")
 
 

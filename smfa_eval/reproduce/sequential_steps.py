@@ -39,7 +39,7 @@ def sequential_steps(rep: Reproduction, bench: Bench, original: Path, split: str
             cfg = {"method": method, "lr": lr, "options": opts, "request": i, "groups": groups,
                    "forget": pr.sequential_forget, "seed": rep.seed}
             d = rep.steps.run(name, cfg, partial(_unlearn, method=method, model=current, bench=bench, split=split,
-                                                 lr=lr, options=opts, forget=forget, rep=rep), reads=reads)
+                                                 lr=lr, options=opts, forget=forget, rep=rep, step=name), reads=reads)
             current, reads = d / "model", (*reads, name)
             e = rep.steps.run(f"{name}-eval", {"limit": pr.eval_limit, "max_new_tokens": pr.max_new_tokens},
                               partial(_evaluate, bench=bench, split=split, model=current, label=method, rep=rep),
@@ -59,8 +59,8 @@ def _evaluate(tmp: Path, *, bench: Bench, split: str, model: Path, label: str, r
 
 
 def _unlearn(tmp: Path, *, method: str, model: Path, bench: Bench, split: str, lr: float, options: dict,
-             forget: Path, rep: Reproduction) -> dict:
+             forget: Path, rep: Reproduction, step: str) -> dict:
     from .training import unlearn_run
 
     return unlearn_run(method, model, bench, split, tmp, rep.preset.unlearn, lr=lr, options=options, seed=rep.seed,
-                       progress=rep.progress, forget=forget)
+                       progress=rep.progress, forget=forget, launch=rep.preset.launch, step=step)

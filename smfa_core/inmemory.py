@@ -10,15 +10,15 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 
 from ._ops import MODES
 from .backends import get_backend
-from .engine import chunk_elems
 from .errors import SmfaError
-from .report import Report
+from .plan import chunk_elems, chunk_ranges
+from .report import Report, tensor_row
 from .tensor_api import FLOAT_DTYPES, check_k, check_mode, check_options, exact_sum, rho_of, threshold
 
 # A delta given to sculpt_model_: name -> (flat start, flat stop) -> fp32 chunk on the device.
@@ -133,17 +133,12 @@ def _check_no_overflow(name: str, flat: torch.Tensor, ffn: ChunkFn, afn: ChunkFn
     if float(flat.abs().max()) + math.sqrt(ssf) < torch.finfo(flat.dtype).max / 2:
         return
     _rho, t, mi = rule
-    for s, e in _ranges(flat.numel(), step):
+    for s, e in chunk_ranges(flat.numel(), step):
         f = ffn(s, e)
         a = afn(s, e) if afn is not None and mi != MODES["none"] else f
         counts = be.sculpt_chunk(f, None, a, None, t, mi, flat[s:e], torch.empty_like(flat[s:e]), None)
         if int(counts[2]):  # non-finite values written (into the scratch chunk)
             raise SmfaError(f"tensor {name!r}: base + delta overflows {flat.dtype}; the model was not changed")
-
-
-def _ranges(n: int, step: int) -> Iterator[tuple[int, int]]:
-    for s in range(0, n, step):
-        yield s, min(n, s + step)
 
 
 @torch.no_grad()
@@ -185,7 +180,7 @@ def sculpt_model_(
                              "anchor": str(anchor) if isinstance(anchor, (str, os.PathLike)) else "tensors"})
 
     def sumsq(fn: ChunkFn, numel: int, be, name: str, label: str) -> float:
-        total = exact_sum(torch.cat([be.sumsq_blocks(fn(s, e), None) for s, e in _ranges(numel, step)]))
+        total = exact_sum(torch.cat([be.sumsq_blocks(fn(s, e), None) for s, e in chunk_ranges(numel, step)]))
         if not math.isfinite(total):
             raise SmfaError(f"tensor {name!r} of the {label} delta has NaN or Inf values")
         return total
@@ -223,17 +218,15 @@ def sculpt_model_(
         rho, t, mi = rule(name)
         flat = p.data.view(-1)
         counts = [0, 0]
-        for s, e in _ranges(flat.numel(), step):
+        for s, e in chunk_ranges(flat.numel(), step):
             f = ffn(s, e)
             a = ad[name](s, e) if ssa is not None else f
             w = flat[s:e]
             c = be.sculpt_chunk(f, None, a, None, t, mi, w, w, None).tolist()  # out aliases w: elementwise
             counts[0] += int(c[0])
             counts[1] += int(c[1])
-        n = p.numel()
-        report.tensors.append({"name": name, "shape": list(p.shape), "numel": n, "norm_f": math.sqrt(ssf),
-                               "norm_a": None if ssa is None else math.sqrt(ssa), "rho": rho,
-                               "t": None if rho is None else t, "conflict": counts[0], "masked": counts[1],
-                               "conflict_pct": 100.0 * counts[0] / n, "masked_pct": 100.0 * counts[1] / n})
+        report.tensors.append(tensor_row(name, tuple(p.shape), p.numel(), ss_f=ssf, ss_a=ssa, rho=rho, k=k, t=t,
+                                         conflict=counts[0], masked=counts[1],
+                                         anchor="present" if ssa is not None else "missing (kept)"))
     report.seconds = time.perf_counter() - t0
     return report

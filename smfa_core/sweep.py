@@ -12,10 +12,10 @@ from collections.abc import Sequence
 import torch
 
 from .backends import get_backend
-from .engine import chunk_elems, chunk_ranges, open_inputs, plan_items, progress_bar, tensor_sumsq
 from .errors import SmfaError
 from .krules import as_rules, describe, resolve_ks
 from .placement import Placement
+from .plan import chunk_elems, chunk_ranges, open_inputs, plan_items, progress_bar, tensor_sumsq
 from .tensor_api import check_k, check_options, rho_of, threshold
 
 _LAYER_RE = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)\.")

@@ -17,12 +17,12 @@ from collections.abc import Sequence
 
 import torch
 
-from ._ops import MODES
 from .atomic import AtomicOutput, cleanup_stale
 from .backends import get_backend
 from .errors import SmfaError
 from .guard import guard_outputs
 from .krules import as_rules, describe, resolve_ks
+from .options import DEFAULTS, SculptOptions
 from .pipeline import RunSpec, run
 from .placement import Placement
 from .plan import (  # noqa: F401 (the old import path of the planning helpers: CLI, tests, benchmarks)
@@ -37,7 +37,7 @@ from .plan import (  # noqa: F401 (the old import path of the planning helpers: 
 from .report import Report
 from .scaled import ScaledSource, check_scale
 from .sources import LoraSource
-from .tensor_api import check_k, check_mode, check_options
+from .tensor_api import check_k
 
 EMITS = ("delta", "merged", "mask", "adapter")
 DEFAULT_MAX_SHARD_BYTES = 5 * 2**30
@@ -77,12 +77,12 @@ def sculpt(
     out: str,
     base: str | None = None,
     emit: Sequence[str] | str | None = None,
-    mode: str = "both",
-    eps: float = 1e-8,
-    rho_scope: str = "tensor",
-    backend: str = "auto",
-    chunk_mb: float = 64,
-    missing_anchor: str = "error",
+    mode: str = DEFAULTS.mode,
+    eps: float = DEFAULTS.eps,
+    rho_scope: str = DEFAULTS.rho_scope,
+    backend: str = DEFAULTS.backend,
+    chunk_mb: float = DEFAULTS.chunk_mb,
+    missing_anchor: str = DEFAULTS.missing_anchor,
     scale: float = 1.0,
     forget_kind: str = "auto",
     anchor_kind: str = "auto",
@@ -119,8 +119,8 @@ def sculpt(
     if k is not None:
         check_k(k)
     check_scale(scale)
-    imode = check_mode(mode) if anchor is not None else MODES["none"]
-    check_options(eps=eps, rho_scope=rho_scope, missing_anchor=missing_anchor)
+    # merge (no anchor) ignores the mode: nothing is masked
+    opts = SculptOptions(mode if anchor is not None else "none", eps, rho_scope, backend, chunk_mb, missing_anchor)
     emits = resolve_emits(emit, base)
     out_dtype = resolve_delta_dtype(delta_dtype)
     guard_outputs({"--delta" if command == "merge" else "--forget": forget, "--anchor": anchor, "--base": base},
@@ -132,7 +132,7 @@ def sculpt(
 
     pl = Placement(device, staged=_staged)
     be = get_backend(backend, pl.device.type)
-    spec = RunSpec(emits, imode, eps, rho_scope, chunk_elems(chunk_mb), out_dtype, max_shard_bytes, progress,
+    spec = RunSpec(emits, opts.imode, eps, rho_scope, opts.step, out_dtype, max_shard_bytes, progress,
                    allow_nonfinite)
     fsrc, asrc, base_ckpt = open_inputs(forget, anchor, base, forget_kind, anchor_kind)
     if scale != 1.0:  # 1: the source itself, so the bits are the unscaled path's
@@ -151,7 +151,7 @@ def sculpt(
             it.k = ks.get(it.name, k)
         report = Report(
             command=command,
-            options={"k": k, "mode": mode if anchor is not None else "none", "eps": eps,
+            options={"k": k, "mode": opts.mode, "eps": eps,
                      "rho_scope": rho_scope, "emit": list(emits), "chunk_mb": chunk_mb,
                      "missing_anchor": missing_anchor, "device": str(pl.device),
                      **({"k_rules": describe(rules)} if rules else {}),

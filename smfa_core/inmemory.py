@@ -17,9 +17,10 @@ import torch
 from ._ops import MODES
 from .backends import get_backend
 from .errors import SmfaError
-from .plan import chunk_elems, chunk_ranges
+from .options import DEFAULTS, SculptOptions
+from .plan import chunk_ranges
 from .report import Report, tensor_row
-from .tensor_api import FLOAT_DTYPES, check_k, check_mode, check_options, exact_sum, rho_of, threshold
+from .tensor_api import FLOAT_DTYPES, check_k, exact_sum, rho_of, threshold
 
 # A delta given to sculpt_model_: name -> (flat start, flat stop) -> fp32 chunk on the device.
 ChunkFn = Callable[[int, int], torch.Tensor]
@@ -148,12 +149,12 @@ def sculpt_model_(
     anchor,
     k: float,
     *,
-    mode: str = "both",
-    eps: float = 1e-8,
-    rho_scope: str = "tensor",
-    backend: str = "auto",
-    chunk_mb: float = 64,
-    missing_anchor: str = "error",
+    mode: str = DEFAULTS.mode,
+    eps: float = DEFAULTS.eps,
+    rho_scope: str = DEFAULTS.rho_scope,
+    backend: str = DEFAULTS.backend,
+    chunk_mb: float = DEFAULTS.chunk_mb,
+    missing_anchor: str = DEFAULTS.missing_anchor,
 ) -> Report:
     """Sculpt ΔW_f against ΔW_a and merge it into `model`'s parameters, in place.
 
@@ -165,8 +166,8 @@ def sculpt_model_(
     """
     t0 = time.perf_counter()
     check_k(k)
-    imode = check_mode(mode)
-    check_options(eps=eps, rho_scope=rho_scope, missing_anchor=missing_anchor)
+    opts = SculptOptions(mode, eps, rho_scope, backend, chunk_mb, missing_anchor)
+    imode = opts.imode
     params = dict(model.named_parameters())
     fd = _resolve(model, forget, "forget", params)
     ad = _resolve(model, anchor, "anchor", params)
@@ -174,7 +175,7 @@ def sculpt_model_(
     if missing and missing_anchor != "keep":
         raise SmfaError(f"tensor {missing[0]!r} of the forget delta is missing from the anchor "
                         "(missing_anchor='keep' keeps it unmasked)")
-    step = chunk_elems(chunk_mb)
+    step = opts.step
     report = Report(command="sculpt_model_", options={"k": k, "mode": mode, "eps": eps, "rho_scope": rho_scope},
                     sources={"forget": str(forget) if isinstance(forget, (str, os.PathLike)) else "tensors",
                              "anchor": str(anchor) if isinstance(anchor, (str, os.PathLike)) else "tensors"})

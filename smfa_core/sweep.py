@@ -14,9 +14,10 @@ import torch
 from .backends import get_backend
 from .errors import SmfaError
 from .krules import as_rules, describe, resolve_ks
+from .options import DEFAULTS, SculptOptions
 from .placement import Placement
-from .plan import chunk_elems, chunk_ranges, open_inputs, plan_items, progress_bar, tensor_sumsq
-from .tensor_api import check_k, check_options, rho_of, threshold
+from .plan import chunk_ranges, open_inputs, plan_items, progress_bar, tensor_sumsq
+from .tensor_api import check_k, rho_of, threshold
 
 _LAYER_RE = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)\.")
 
@@ -68,11 +69,11 @@ def inspect(
     *,
     ks: Sequence[float] = tuple(x / 4 for x in range(41)),
     base: str | None = None,
-    eps: float = 1e-8,
-    rho_scope: str = "tensor",
-    backend: str = "auto",
-    chunk_mb: float = 64,
-    missing_anchor: str = "error",
+    eps: float = DEFAULTS.eps,
+    rho_scope: str = DEFAULTS.rho_scope,
+    backend: str = DEFAULTS.backend,
+    chunk_mb: float = DEFAULTS.chunk_mb,
+    missing_anchor: str = DEFAULTS.missing_anchor,
     forget_kind: str = "auto",
     anchor_kind: str = "auto",
     progress: bool = False,
@@ -86,7 +87,7 @@ def inspect(
     `sweep_group` (a regex, fullmatch on tensor names): sweep only those tensors; every other
     tensor keeps the k its `k_rules` / `k` give it (see krules), at every point of the sweep."""
     t0 = time.perf_counter()
-    check_options(eps=eps, rho_scope=rho_scope, missing_anchor=missing_anchor)
+    opts = SculptOptions(eps=eps, rho_scope=rho_scope, backend=backend, chunk_mb=chunk_mb, missing_anchor=missing_anchor)
     rules = as_rules(k_rules)
     if (rules or k is not None) and sweep_group is None:
         raise SmfaError("inspect: --k-rule/--k fix the k of the tensors not swept; give --sweep-group REGEX "
@@ -99,7 +100,7 @@ def inspect(
             raise SmfaError(f"--sweep-group {sweep_group!r}: not a valid regex ({exc})") from None
     pl = Placement(device)
     be = get_backend(backend, pl.device.type)
-    step = chunk_elems(chunk_mb)
+    step = opts.step
     fsrc, asrc, base_ckpt = open_inputs(forget, anchor, base, forget_kind, anchor_kind)
     try:
         items = [it for it in plan_items(fsrc, asrc, None, missing_anchor) if it.has_anchor]

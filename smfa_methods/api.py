@@ -12,8 +12,9 @@ from smfa_core.guard import guard_outputs
 
 from .data import ExampleDataset, load_jsonl
 from .errors import MethodError, MethodFailed
+from .job import Job, Result, TrainConfig
 from .losses import ce
-from .method import Job, Method, Result, TrainConfig
+from .method import Method
 from .registry import get_method
 
 

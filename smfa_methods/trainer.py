@@ -11,6 +11,7 @@ import contextlib
 import copy
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -21,8 +22,11 @@ from .collators import PairedCollator, SFTCollator
 from .data import PairedDataset
 from .distributed import whole_model
 from .errors import MethodError, MethodFailed, TrainingDiverged
-from .method import Job, Method, Result, TrainConfig, accelerator_available
+from .job import Job, Result, TrainConfig, accelerator_available
 from .progress import ProgressCallback
+
+if TYPE_CHECKING:  # the loop runs any object with the Method protocol; method.py imports this module
+    from .method import Method
 
 
 class UnlearnTrainer(Trainer):

@@ -4,6 +4,7 @@ that a value's bits never depend on the element range that was asked for."""
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -17,10 +18,9 @@ _TILE_CACHE = 2  # consecutive chunks share a border tile: keep the last two
 
 def tile_elems() -> int:
     """The tile size in force: the package attribute `smfa_core.sources.LORA_TILE_ELEMS`, read at
-    each call, so that one setting (a test's, a tuning run's) applies to every source."""
-    from smfa_core import sources
-
-    return sources.LORA_TILE_ELEMS
+    each call, so that one setting (a test's, a tuning run's) applies to every source. (The
+    package is loaded whenever this module is: looked up, not imported, so no import cycle.)"""
+    return sys.modules[__package__].LORA_TILE_ELEMS
 
 
 @dataclass

@@ -44,7 +44,7 @@ def train_stage(bench: Bench, model: Path, stage: Stage, out: Path, *, seed: int
     """Train every parameter of `model` on the stage's data; the result is out/model.
     `exclude_profiles`: rows about these profiles are left out (the retrained oracle)."""
     from smfa_methods.api import finetune
-    from smfa_methods.method import TrainConfig
+    from smfa_methods.job import TrainConfig
 
     rows = [r for r in mix(bench, stage.data, seed) if r.get("profile_id") not in exclude_profiles]
     data = out / "train.jsonl"
@@ -82,7 +82,7 @@ def unlearn_run(method: str, original: Path, bench: Bench, split: str, out: Path
     """`smfa unlearn --method METHOD` on the split's forget file and its few-shot retain file
     (`forget`: another forget file, e.g. one sequential request's; `retain`: another retain file)."""
     from smfa_methods.api import unlearn
-    from smfa_methods.method import TrainConfig
+    from smfa_methods.job import TrainConfig
 
     sp = bench.split(split)
     cfg = TrainConfig(mode=u.mode, epochs=u.epochs, lr=lr, batch_size=u.batch_size, lora_r=u.lora_r,

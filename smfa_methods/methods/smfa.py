@@ -18,8 +18,9 @@ from smfa_core.tensor_api import MAX_K
 
 from ..data import ExampleDataset
 from ..errors import MethodError
+from ..job import Job, Result
 from ..losses import ce
-from ..method import Job, Method, Result
+from ..method import Method
 from ..options import Option
 from ..sculpting import k_rules_option, sculpt_and_merge
 from .idk import with_refusals

@@ -14,7 +14,7 @@ import torch
 
 from ..data import Example, ExampleDataset
 from ..errors import MethodError
-from ..method import Job, Result
+from ..job import Job, Result
 
 
 def modality_of(ex: Example) -> str:

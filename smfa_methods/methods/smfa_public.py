@@ -51,7 +51,8 @@ import torch
 
 from ..data import Example, PairedDataset
 from ..errors import MethodError
-from ..method import Job, Method, Result
+from ..job import Job, Result
+from ..method import Method
 
 BRANCHES = ("forget_multi", "forget_text", "anchor")
 # (branch, batch role): the six losses of one joint step

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ..data import ExampleDataset
+from ..job import Job, Result
 from ..losses import ce
-from ..method import Job, Method, Result
+from ..method import Method
 
 
 class TaskVector(Method):

@@ -183,8 +183,8 @@ def run_public(method: Method, job: Job, opts: dict, k_rules: list[str]) -> Resu
 
     from ..trainer import _final_metrics
     from .idk import with_refusals
-    from .smfa import _summary
-    from .smfa_modality import sum_deltas
+    from .smfa_stages import sum_deltas
+    from .smfa_stages import summary as _summary
 
     _refuse_multi_process()
     ks = {"multi": opts["k_image"] if opts["k_image"] >= 0 else opts["k"],

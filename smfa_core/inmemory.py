@@ -20,6 +20,7 @@ from .errors import SmfaError
 from .options import DEFAULTS, SculptOptions
 from .plan import chunk_ranges
 from .report import Report, tensor_row
+from .sources.lora_tiling import LoraModule, LoraTiles
 from .tensor_api import FLOAT_DTYPES, check_k, exact_sum, rho_of, threshold
 
 # A delta given to sculpt_model_: name -> (flat start, flat stop) -> fp32 chunk on the device.
@@ -35,16 +36,17 @@ def _dense(t: torch.Tensor, device: torch.device) -> ChunkFn:
     return read
 
 
-def _lora(a_w: torch.Tensor, b_w: torch.Tensor, scaling: float, transposed: bool, cols: int) -> ChunkFn:
-    """Rows of s·B@A (or its transpose) covering a flat range, materialised in fp32."""
+def _lora(tiles: LoraTiles, name: str, a_w: torch.Tensor, b_w: torch.Tensor, scaling: float, transposed: bool,
+          shape: tuple[int, ...]) -> ChunkFn:
+    """s·B@A (or its transpose) over flat ranges, expanded exactly as `smfa sculpt` expands an
+    adapter directory (sources.lora_tiling: fixed row tiles, one GEMM each), so both paths give
+    the same bits. The tensors returned are views into `tiles`, valid until its next read."""
+    mod = LoraModule(name, "linear", "", "", a=a_w.detach().float().reshape(a_w.shape[0], -1),
+                     b=b_w.detach().float().reshape(b_w.shape[0], -1), r=a_w.shape[0], scaling=scaling,
+                     transposed=transposed, shape=shape)
 
     def read(s: int, e: int) -> torch.Tensor:
-        r0, r1 = s // cols, -(-e // cols)
-        if transposed:  # rows r0..r1 of (B@A).T = A[:, r0:r1].T @ B.T
-            tile = (a_w[:, r0:r1].t().float() @ b_w.t().float()) * scaling
-        else:
-            tile = (b_w[r0:r1].float() @ a_w.float()) * scaling
-        return tile.reshape(-1)[s - r0 * cols : e - r0 * cols]
+        return tiles.read(name, mod, s, e)
 
     return read
 
@@ -52,6 +54,7 @@ def _lora(a_w: torch.Tensor, b_w: torch.Tensor, scaling: float, transposed: bool
 def _peft_deltas(model: torch.nn.Module, adapter: str) -> dict[str, tuple[torch.nn.Parameter, ChunkFn]]:
     """The LoRA adapter `adapter` of a PEFT-wrapped model, per base weight (duck-typed: no peft import)."""
     out = {}
+    tiles: dict[torch.device, LoraTiles] = {}  # one expansion cache per device for this adapter
     for mname, mod in model.named_modules():
         base_layer = getattr(mod, "base_layer", None)
         if base_layer is None or not hasattr(mod, "scaling") or adapter not in getattr(mod, "scaling", {}):
@@ -59,7 +62,6 @@ def _peft_deltas(model: torch.nn.Module, adapter: str) -> dict[str, tuple[torch.
         if getattr(mod, "use_dora", {}).get(adapter, False):
             raise SmfaError(f"{mname}: adapter {adapter!r} is DoRA, which smfa does not sculpt")
         weight = base_layer.weight
-        cols = math.prod(weight.shape[1:])
         s = float(mod.scaling[adapter])
         if adapter in getattr(mod, "lora_A", {}):
             a_w, b_w = mod.lora_A[adapter].weight, mod.lora_B[adapter].weight
@@ -70,7 +72,11 @@ def _peft_deltas(model: torch.nn.Module, adapter: str) -> dict[str, tuple[torch.
         else:
             continue
         name = f"{mname}.base_layer.weight"
-        out[name] = (weight, _lora(a_w.detach(), b_w.detach(), s, transposed, cols))
+        if weight.dim() != 2:
+            raise SmfaError(f"{mname}: adapter {adapter!r} is on a {weight.dim()}-d weight; sculpt_model_ expands "
+                            "LoRA on linear and embedding layers (use smfa sculpt on the saved adapter)")
+        dev = tiles.setdefault(a_w.device, LoraTiles(a_w.device))
+        out[name] = (weight, _lora(dev, name, a_w, b_w, s, transposed, tuple(weight.shape)))
     if not out:
         raise SmfaError(f"the model has no LoRA adapter named {adapter!r}")
     return out

@@ -36,7 +36,7 @@ from .plan import (  # noqa: F401 (the old import path of the planning helpers: 
 )
 from .report import Report
 from .scaled import ScaledSource, check_scale
-from .sources import LoraSource
+from .sources import DeltaSource, LoraSource
 from .tensor_api import check_k
 
 EMITS = ("delta", "merged", "mask", "adapter")
@@ -66,6 +66,27 @@ def resolve_delta_dtype(delta_dtype: str | None) -> torch.dtype | None:
     if out_dtype is None:
         raise SmfaError(f"--delta-dtype must be fp32, bf16 or fp16, got {delta_dtype!r}")
     return out_dtype
+
+
+def _check_paths(inputs: dict[str, str | None], out: str, report_path: str | None, overwrite: bool) -> None:
+    """No output may touch an input; a killed run's leftovers go; --out exists only with --overwrite."""
+    guard_outputs(inputs, {"--out": out, "--report": report_path}, files=("--report",))
+    # Leftovers of runs that were killed: their temp dirs go, a parked old output comes back.
+    cleanup_stale(os.path.dirname(os.path.abspath(out)))
+    if os.path.exists(out) and not overwrite:
+        raise SmfaError(f"--out {out} exists; pass --overwrite to replace it")
+
+
+def _prepare_sources(fsrc: DeltaSource, asrc: DeltaSource | None, pl: Placement, emits: tuple[str, ...],
+                     forget: str) -> None:
+    """LoRA deltas are expanded on the GPU (only their factors cross PCIe); --emit adapter needs one."""
+    if pl.cuda:
+        for src in (fsrc, asrc):
+            if hasattr(src, "compute_on"):
+                src.compute_on(pl.device)
+    if "adapter" in emits and not isinstance(fsrc, LoraSource):
+        raise SmfaError(f"--emit adapter needs a LoRA adapter as --forget; {forget} is a {fsrc.kind} source "
+                        "(use --emit delta or --emit mask)")
 
 
 def sculpt(
@@ -123,13 +144,8 @@ def sculpt(
     opts = SculptOptions(mode if anchor is not None else "none", eps, rho_scope, backend, chunk_mb, missing_anchor)
     emits = resolve_emits(emit, base)
     out_dtype = resolve_delta_dtype(delta_dtype)
-    guard_outputs({"--delta" if command == "merge" else "--forget": forget, "--anchor": anchor, "--base": base},
-                  {"--out": out, "--report": report_path}, files=("--report",))
-    # Leftovers of runs that were killed: their temp dirs go, a parked old output comes back.
-    cleanup_stale(os.path.dirname(os.path.abspath(out)))
-    if os.path.exists(out) and not overwrite:
-        raise SmfaError(f"--out {out} exists; pass --overwrite to replace it")
-
+    _check_paths({"--delta" if command == "merge" else "--forget": forget, "--anchor": anchor, "--base": base},
+                 out, report_path, overwrite)
     pl = Placement(device, staged=_staged)
     be = get_backend(backend, pl.device.type)
     spec = RunSpec(emits, opts.imode, eps, rho_scope, opts.step, out_dtype, max_shard_bytes, progress,
@@ -138,27 +154,18 @@ def sculpt(
     if scale != 1.0:  # 1: the source itself, so the bits are the unscaled path's
         fsrc = ScaledSource(fsrc, scale)
     try:
-        if pl.cuda:  # LoRA deltas are expanded on the GPU: only their factors cross PCIe
-            for src in (fsrc, asrc):
-                if hasattr(src, "compute_on"):
-                    src.compute_on(pl.device)
-        if "adapter" in emits and not isinstance(fsrc, LoraSource):
-            raise SmfaError(f"--emit adapter needs a LoRA adapter as --forget; {forget} is a {fsrc.kind} source "
-                            "(use --emit delta or --emit mask)")
+        _prepare_sources(fsrc, asrc, pl, emits, forget)
         items = plan_items(fsrc, asrc, base_ckpt, missing_anchor)
         ks = resolve_ks([it.name for it in items], rules, k) if rules else {}
         for it in items:
             it.k = ks.get(it.name, k)
         report = Report(
             command=command,
-            options={"k": k, "mode": opts.mode, "eps": eps,
-                     "rho_scope": rho_scope, "emit": list(emits), "chunk_mb": chunk_mb,
-                     "missing_anchor": missing_anchor, "device": str(pl.device),
-                     **({"k_rules": describe(rules)} if rules else {}),
-                     **({"scale": scale} if scale != 1.0 else {})},
+            options={"k": k, "mode": opts.mode, "eps": eps, "rho_scope": rho_scope, "emit": list(emits),
+                     "chunk_mb": chunk_mb, "missing_anchor": missing_anchor, "device": str(pl.device),
+                     **({"k_rules": describe(rules)} if rules else {}), **({"scale": scale} if scale != 1.0 else {})},
             sources={"forget": {"path": forget, "kind": fsrc.kind},
-                     "anchor": None if asrc is None else {"path": anchor, "kind": asrc.kind},
-                     "base": base},
+                     "anchor": None if asrc is None else {"path": anchor, "kind": asrc.kind}, "base": base},
             backend=be.NAME,
         )
         with AtomicOutput(out, overwrite=overwrite) as tmp:

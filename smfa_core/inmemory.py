@@ -148,6 +148,43 @@ def _check_no_overflow(name: str, flat: torch.Tensor, ffn: ChunkFn, afn: ChunkFn
             raise SmfaError(f"tensor {name!r}: base + delta overflows {flat.dtype}; the model was not changed")
 
 
+def _sumsq(fn: ChunkFn, numel: int, be, step: int, name: str, label: str) -> float:
+    total = exact_sum(torch.cat([be.sumsq_blocks(fn(s, e), None) for s, e in chunk_ranges(numel, step)]))
+    if not math.isfinite(total):
+        raise SmfaError(f"tensor {name!r} of the {label} delta has NaN or Inf values")
+    return total
+
+
+def _norms(fd: dict[str, ChunkFn], ad: dict[str, ChunkFn], params: Mapping[str, torch.nn.Parameter], backend: str,
+           step: int, report: Report) -> dict[str, tuple[float, float | None]]:
+    """name -> (‖ΔW_f‖², ‖ΔW_a‖² or None without an anchor), on each parameter's device."""
+    norms = {}
+    for name, ffn in fd.items():
+        p = params[name]
+        if p.dtype not in FLOAT_DTYPES:
+            raise SmfaError(f"parameter {name!r} has dtype {p.dtype}, not bf16/fp16/fp32")
+        be = get_backend(backend, p.device.type, quiet=True)
+        report.backend = be.NAME
+        ssf = _sumsq(ffn, p.numel(), be, step, name, "forget")
+        ssa = _sumsq(ad[name], p.numel(), be, step, name, "anchor") if name in ad else None
+        norms[name] = (ssf, ssa)
+    return norms
+
+
+def _merge_in_place(flat: torch.Tensor, ffn: ChunkFn, afn: ChunkFn | None, t: float, mi: int, step: int,
+                    be) -> tuple[int, int]:
+    """W += sculpted ΔW_f, chunk by chunk (out aliases w: the kernel is elementwise); (conflict, masked)."""
+    conflict = masked = 0
+    for s, e in chunk_ranges(flat.numel(), step):
+        f = ffn(s, e)
+        a = afn(s, e) if afn is not None else f
+        w = flat[s:e]
+        c = be.sculpt_chunk(f, None, a, None, t, mi, w, w, None).tolist()
+        conflict += int(c[0])
+        masked += int(c[1])
+    return conflict, masked
+
+
 @torch.no_grad()
 def sculpt_model_(
     model: torch.nn.Module,
@@ -186,22 +223,7 @@ def sculpt_model_(
                     sources={"forget": str(forget) if isinstance(forget, (str, os.PathLike)) else "tensors",
                              "anchor": str(anchor) if isinstance(anchor, (str, os.PathLike)) else "tensors"})
 
-    def sumsq(fn: ChunkFn, numel: int, be, name: str, label: str) -> float:
-        total = exact_sum(torch.cat([be.sumsq_blocks(fn(s, e), None) for s, e in chunk_ranges(numel, step)]))
-        if not math.isfinite(total):
-            raise SmfaError(f"tensor {name!r} of the {label} delta has NaN or Inf values")
-        return total
-
-    norms = {}
-    for name, ffn in fd.items():
-        p = params[name]
-        if p.dtype not in FLOAT_DTYPES:
-            raise SmfaError(f"parameter {name!r} has dtype {p.dtype}, not bf16/fp16/fp32")
-        be = get_backend(backend, p.device.type, quiet=True)
-        report.backend = be.NAME
-        ssf = sumsq(ffn, p.numel(), be, name, "forget")
-        ssa = sumsq(ad[name], p.numel(), be, name, "anchor") if name in ad else None
-        norms[name] = (ssf, ssa)
+    norms = _norms(fd, ad, params, backend, step, report)
     if rho_scope == "global":
         g = rho_of(sum(f for f, _ in norms.values()), sum(a for _, a in norms.values() if a is not None), eps)
         report.extra["rho_global"] = g
@@ -220,20 +242,12 @@ def sculpt_model_(
                            get_backend(backend, params[name].device.type, quiet=True))
     for name, ffn in fd.items():
         p = params[name]
-        be = get_backend(backend, p.device.type, quiet=True)
         ssf, ssa = norms[name]
         rho, t, mi = rule(name)
-        flat = p.data.view(-1)
-        counts = [0, 0]
-        for s, e in chunk_ranges(flat.numel(), step):
-            f = ffn(s, e)
-            a = ad[name](s, e) if ssa is not None else f
-            w = flat[s:e]
-            c = be.sculpt_chunk(f, None, a, None, t, mi, w, w, None).tolist()  # out aliases w: elementwise
-            counts[0] += int(c[0])
-            counts[1] += int(c[1])
+        conflict, masked = _merge_in_place(p.data.view(-1), ffn, ad[name] if ssa is not None else None, t, mi, step,
+                                           get_backend(backend, p.device.type, quiet=True))
         report.tensors.append(tensor_row(name, tuple(p.shape), p.numel(), ss_f=ssf, ss_a=ssa, rho=rho, k=k, t=t,
-                                         conflict=counts[0], masked=counts[1],
+                                         conflict=conflict, masked=masked,
                                          anchor="present" if ssa is not None else "missing (kept)"))
     report.seconds = time.perf_counter() - t0
     return report

@@ -63,6 +63,29 @@ def parse_sweep(spec: str) -> list[float]:
     return ks
 
 
+def _sweep_tensor(fsrc, asrc, it, ts: torch.Tensor, be, step: int, pl: Placement, bar) -> torch.Tensor:
+    """[conflict, masked at each threshold of ts] of one tensor, over its chunks."""
+    counts = torch.zeros(len(ts) + 1, dtype=torch.int64)
+    for i, (s, e) in enumerate(chunk_ranges(it.numel, step)):
+        slot = i % pl.depth
+        pl.sync(slot)
+        f, fb = fsrc.read(it.name, s, e)
+        a, ab = asrc.read(it.name, s, e)
+        counts += be.sweep_counts(pl.put(slot, "f", f), pl.put(slot, "fb", fb), pl.put(slot, "a", a),
+                                  pl.put(slot, "ab", ab), ts).cpu()
+        pl.record(slot)
+        bar.update((e - s) * 4)
+    return counts
+
+
+def _aggregate(rows: list[dict], nks: int) -> dict:
+    """numel, conflicts and the masked fraction at each k over some tensors' rows."""
+    numel = sum(r["numel"] for r in rows)
+    masked = [sum(r["masked"][i] for r in rows) for i in range(nks)]
+    return {"numel": numel, "conflict": sum(r["conflict"] for r in rows),
+            "masked_frac": [m / numel if numel else 0.0 for m in masked]}
+
+
 def inspect(
     forget: str,
     anchor: str,
@@ -119,16 +142,7 @@ def inspect(
             # a fixed tensor: its one threshold at every sweep point, so the aggregates add up
             tk = [fixed_k[it.name]] * len(ks) if it.name in fixed_k else ks
             ts = torch.tensor([threshold(x, rho) for x in tk], dtype=torch.float32, device=pl.device)
-            counts = torch.zeros(len(ks) + 1, dtype=torch.int64)
-            for i, (s, e) in enumerate(chunk_ranges(it.numel, step)):
-                slot = i % pl.depth
-                pl.sync(slot)
-                f, fb = fsrc.read(it.name, s, e)
-                a, ab = asrc.read(it.name, s, e)
-                counts += be.sweep_counts(pl.put(slot, "f", f), pl.put(slot, "fb", fb), pl.put(slot, "a", a),
-                                          pl.put(slot, "ab", ab), ts).cpu()
-                pl.record(slot)
-                bar.update((e - s) * 4)
+            counts = _sweep_tensor(fsrc, asrc, it, ts, be, step, pl, bar)
             c = counts.tolist()
             rows.append({"name": it.name, "layer": layer_of(it.name), "numel": it.numel, "rho": rho,
                          "k": fixed_k.get(it.name, "sweep"), "conflict": c[0], "masked": c[1:]})
@@ -139,11 +153,8 @@ def inspect(
         if base_ckpt is not None:
             base_ckpt.close()
 
-    def agg(rs):
-        numel = sum(r["numel"] for r in rs)
-        masked = [sum(r["masked"][i] for r in rs) for i in range(len(ks))]
-        return {"numel": numel, "conflict": sum(r["conflict"] for r in rs),
-                "masked_frac": [m / numel if numel else 0.0 for m in masked]}
+    def agg(rs: list[dict]) -> dict:
+        return _aggregate(rs, len(ks))
 
     layers: dict[str, list] = {}
     for r in rows:

@@ -190,10 +190,10 @@ class _Renamed(DeltaSource):
     def dtype(self, name: str) -> torch.dtype:
         return self._src.dtype(self._own[name])
 
-    def read(self, name: str, start: int, stop: int):
+    def read(self, name: str, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self._src.read(self._own[name], start, stop)
 
-    def compute_on(self, device) -> None:
+    def compute_on(self, device: torch.device | str) -> None:
         if hasattr(self._src, "compute_on"):
             self._src.compute_on(device)
 

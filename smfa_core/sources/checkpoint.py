@@ -51,12 +51,12 @@ class CheckpointDeltaSource(_FileSource):
             raise
         self._scratch = _Scratch()
 
-    def dtype(self, name):
+    def dtype(self, name: str) -> torch.dtype:
         own = self._own(name)
         dt = self._ckpt.info(own).torch_dtype
         return dt if dt == self._base.info(self._base_of[own]).torch_dtype else torch.float32
 
-    def read(self, name, start, stop):
+    def read(self, name: str, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         own = self._own(name)
         self._check_range(name, start, stop)
         fi = self._ckpt.info(own)

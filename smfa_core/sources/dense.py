@@ -59,7 +59,7 @@ class DenseDeltaSource(_FileSource):
     def dtype(self, name: str) -> torch.dtype:
         return self._ckpt.info(self._own(name)).torch_dtype
 
-    def read(self, name, start, stop):
+    def read(self, name: str, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         own = self._own(name)
         self._check_range(name, start, stop)
         info = self._ckpt.info(own)

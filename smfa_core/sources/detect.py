@@ -13,7 +13,7 @@ from .lora import LoraSource
 from .masked import MaskedAdapterSource
 
 
-def detect_kind(path) -> str:
+def detect_kind(path: str | os.PathLike) -> str:
     """``masked-adapter`` (adapter dir with smfa_mask.safetensors), ``lora`` (dir with
     adapter_config.json), ``checkpoint`` (dir with config.json), else ``delta``."""
     path = os.fspath(path)
@@ -41,7 +41,7 @@ def detect_kind(path) -> str:
 
 
 def open_source(
-    path,
+    path: str | os.PathLike,
     *,
     kind: str = "auto",
     base: Checkpoint | None = None,

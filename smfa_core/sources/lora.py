@@ -251,7 +251,7 @@ class LoraSource(DeltaSource):
     def names(self) -> list[str]:
         return list(self._names)
 
-    def shape(self, name):
+    def shape(self, name: str) -> tuple[int, ...]:
         mod = self._modules.get(name)
         if mod is not None:
             return tuple(mod.shape)
@@ -261,7 +261,7 @@ class LoraSource(DeltaSource):
         assert self._reader is not None
         return tuple(self._reader.tensors[full[0]].shape)
 
-    def dtype(self, name):
+    def dtype(self, name: str) -> torch.dtype:
         if name in self._modules:
             return torch.float32
         full = self._full.get(name)
@@ -271,14 +271,14 @@ class LoraSource(DeltaSource):
         dt = self._reader.tensors[full[0]].torch_dtype
         return dt if dt == self._base.info(self._base_of[full[1]]).torch_dtype else torch.float32
 
-    def read(self, name, start, stop):
+    def read(self, name: str, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         mod = self._modules.get(name)
         if mod is None:
             return self._read_full(name, start, stop)
         self._check_range(name, start, stop)
         return self._lora_tiles.read(name, mod, start, stop), None
 
-    def _read_full(self, name, start, stop):
+    def _read_full(self, name: str, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         full = self._full.get(name)
         if full is None:
             raise self._unknown(name)

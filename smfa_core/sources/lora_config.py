@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterable
 
 from ..errors import SmfaError
 from .base import ADAPTER_CONFIG, ADAPTER_WEIGHTS, ADAPTER_WEIGHTS_BIN
@@ -52,7 +53,7 @@ def _strip_prefix(key: str) -> str:
     return key[len(_PEFT_PREFIX) :] if key.startswith(_PEFT_PREFIX) else key
 
 
-def get_pattern_key(pattern_keys, key_to_match: str) -> str:
+def get_pattern_key(pattern_keys: Iterable[str], key_to_match: str) -> str:
     """peft 0.21's ``peft.utils.other.get_pattern_key``: first pattern that matches the key's tail."""
     for key in pattern_keys:
         if re.match(rf"(.*\.)?({key})$", key_to_match):

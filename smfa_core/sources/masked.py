@@ -72,7 +72,7 @@ class MaskedAdapterSource(DeltaSource):
         info = self._mask.tensors[self._mask_of[name]]
         return [*self._lora.byte_ranges(name), (info.path, info.start, info.end)]
 
-    def read(self, name, start, stop):
+    def read(self, name: str, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         if name not in self._mask_of:
             raise self._unknown(name)
         self._check_range(name, start, stop)

@@ -16,7 +16,7 @@ def train_and_export(method, job: Job, dataset, stage: str) -> tuple:
     metrics, the whole trained model: the main process's, None on the others)."""
     from .. import models
     from ..distributed import whole_model
-    from ..trainer import _final_metrics, fit
+    from ..trainer import final_metrics, fit
 
     trainer, loaded, original = fit(method, job, dataset, job.out / "checkpoints" / stage)
     path = None
@@ -24,7 +24,7 @@ def train_and_export(method, job: Job, dataset, stage: str) -> tuple:
     if model is not None:
         path = models.export_delta(model, job.out / stage, original=original)
     trainer.accelerator.wait_for_everyone()
-    return trainer, loaded, path, _final_metrics(trainer), model
+    return trainer, loaded, path, final_metrics(trainer), model
 
 
 def sum_deltas(paths: list[Path], out: Path, scale: float = 1.0) -> Path:

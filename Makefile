@@ -7,7 +7,7 @@ TORCH   := torch==2.13.0
 STAMP   := $(VENV)/.installed
 SOURCES := $(shell find csrc smfa_core -path csrc/cuda/emu -prune -o \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' \) -print 2>/dev/null) setup.py pyproject.toml
 
-.PHONY: install demo test bench reproduce lint cuda-check clean
+.PHONY: install demo test test-fast bench reproduce lint cuda-check clean
 
 install: $(STAMP)
 
@@ -28,6 +28,11 @@ test: $(STAMP)
 	$(VPY) -m ruff check .
 	$(VPY) -m pytest -q -x tests
 	$(MAKE) --no-print-directory cuda-check
+
+# The same without the few slow end-to-end tests (marked `slow`): for the edit-test loop.
+test-fast: $(STAMP)
+	$(VPY) -m ruff check .
+	$(VPY) -m pytest -q -x -m "not slow" tests
 
 bench: $(STAMP)
 	$(VPY) -m pytest benchmarks --benchmark-enable -q -s

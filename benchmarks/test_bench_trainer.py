@@ -33,7 +33,7 @@ def _setup(tmp):
 def _run(kind, path, ds, coll, method, load_model, prepare, tmp) -> float:
     from transformers import Trainer, set_seed
 
-    from smfa_methods.method import TrainConfig
+    from smfa_methods.job import TrainConfig
     from smfa_methods.trainer import UnlearnTrainer, training_arguments
 
     set_seed(0)

@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from smfa_core.options import DEFAULTS
+
 from .errors import user_errors
 from .krule_opts import collect_rules, k_rule_options
 from .params import CHUNK_MB, EPS, K, KSweep
@@ -19,13 +21,13 @@ ALLOW_NONFINITE_HELP = ("Write the output even if a tensor holds NaN or Inf (def
 
 def _common(fn):
     opts = [
-        click.option("--eps", type=EPS, default=1e-8, show_default=True, help="ε in ρ = ‖ΔW_f‖/(‖ΔW_a‖+ε)."),
-        click.option("--rho-scope", type=click.Choice(["tensor", "global"]), default="tensor", show_default=True,
+        click.option("--eps", type=EPS, default=DEFAULTS.eps, show_default=True, help="ε in ρ = ‖ΔW_f‖/(‖ΔW_a‖+ε)."),
+        click.option("--rho-scope", type=click.Choice(["tensor", "global"]), default=DEFAULTS.rho_scope, show_default=True,
                      help="ρ per tensor, or one ρ from the norms of all tensors."),
-        click.option("--backend", type=BACKENDS, default="auto", show_default=True, help="Kernel backend."),
-        click.option("--chunk-mb", type=CHUNK_MB, default=64, show_default=True,
+        click.option("--backend", type=BACKENDS, default=DEFAULTS.backend, show_default=True, help="Kernel backend."),
+        click.option("--chunk-mb", type=CHUNK_MB, default=DEFAULTS.chunk_mb, show_default=True,
                      help="Chunk size (fp32-equivalent MiB): bounds memory, whatever the model size."),
-        click.option("--missing-anchor", type=click.Choice(["error", "keep"]), default="error", show_default=True,
+        click.option("--missing-anchor", type=click.Choice(["error", "keep"]), default=DEFAULTS.missing_anchor, show_default=True,
                      help="A forget tensor absent from the anchor: error, or keep it unmasked."),
         click.option("--forget-kind", type=KINDS, default="auto", show_default=True),
         click.option("--anchor-kind", type=KINDS, default="auto", show_default=True),
@@ -53,7 +55,7 @@ def _progress_default() -> bool:
 @click.option("--emit", multiple=True, type=click.Choice(["delta", "merged", "mask", "adapter"]),
               help="What to write (repeatable): delta, merged (needs --base), mask, adapter (a LoRA forget "
                    "adapter + its masks; with mask only). Default: merged with --base, else delta.")
-@click.option("--mode", type=click.Choice(["both", "conflict", "magnitude", "none"]), default="both", show_default=True,
+@click.option("--mode", type=click.Choice(["both", "conflict", "magnitude", "none"]), default=DEFAULTS.mode, show_default=True,
               help="Mask rule: C∧R (SMFA), C only, R only, or keep ΔW_f.")
 @_common
 @click.option("--delta-dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
@@ -90,8 +92,8 @@ def sculpt(forget, anchor, k, k_rule, k_rules_file, out, emit, mode, eps, rho_sc
 @click.option("--delta-kind", type=KINDS, default="auto", show_default=True)
 @click.option("--scale", type=float, default=1.0, show_default=True,
               help="Merge W + scale·ΔW (e.g. -1 to subtract a task vector).")
-@click.option("--backend", type=BACKENDS, default="auto", show_default=True)
-@click.option("--chunk-mb", type=CHUNK_MB, default=64, show_default=True)
+@click.option("--backend", type=BACKENDS, default=DEFAULTS.backend, show_default=True)
+@click.option("--chunk-mb", type=CHUNK_MB, default=DEFAULTS.chunk_mb, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--allow-nonfinite", is_flag=True, help=ALLOW_NONFINITE_HELP)
 @click.option("--overwrite", is_flag=True)
@@ -175,7 +177,7 @@ def kernels_list(as_json):
 @kernels.command("bench")
 @click.option("--numel", type=click.IntRange(1, 2**31), default=16 * 2**20, show_default=True)
 @click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp32"]), default="bf16", show_default=True)
-@click.option("--backend", type=BACKENDS, default="auto", show_default=True)
+@click.option("--backend", type=BACKENDS, default=DEFAULTS.backend, show_default=True)
 @click.option("--repeat", type=click.IntRange(1, 1000), default=5, show_default=True)
 @user_errors
 def kernels_bench(numel, dtype, backend, repeat):

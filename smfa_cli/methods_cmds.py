@@ -61,7 +61,7 @@ def _train_options(f):
 
 
 def _train_config(kw: dict):
-    from smfa_methods.method import TrainConfig
+    from smfa_methods.job import TrainConfig
     from smfa_methods.progress import quiet_library_bars
 
     quiet_library_bars(kw["progress"])

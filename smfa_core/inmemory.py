@@ -10,16 +10,18 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 
 from ._ops import MODES
 from .backends import get_backend
-from .engine import chunk_elems
 from .errors import SmfaError
-from .report import Report
-from .tensor_api import FLOAT_DTYPES, check_k, check_mode, check_options, exact_sum, rho_of, threshold
+from .options import DEFAULTS, SculptOptions
+from .plan import chunk_ranges
+from .report import Report, tensor_row
+from .sources.lora_tiling import LoraModule, LoraTiles
+from .tensor_api import FLOAT_DTYPES, check_k, exact_sum, rho_of, threshold
 
 # A delta given to sculpt_model_: name -> (flat start, flat stop) -> fp32 chunk on the device.
 ChunkFn = Callable[[int, int], torch.Tensor]
@@ -34,16 +36,17 @@ def _dense(t: torch.Tensor, device: torch.device) -> ChunkFn:
     return read
 
 
-def _lora(a_w: torch.Tensor, b_w: torch.Tensor, scaling: float, transposed: bool, cols: int) -> ChunkFn:
-    """Rows of s·B@A (or its transpose) covering a flat range, materialised in fp32."""
+def _lora(tiles: LoraTiles, name: str, a_w: torch.Tensor, b_w: torch.Tensor, scaling: float, transposed: bool,
+          shape: tuple[int, ...]) -> ChunkFn:
+    """s·B@A (or its transpose) over flat ranges, expanded exactly as `smfa sculpt` expands an
+    adapter directory (sources.lora_tiling: fixed row tiles, one GEMM each), so both paths give
+    the same bits. The tensors returned are views into `tiles`, valid until its next read."""
+    mod = LoraModule(name, "linear", "", "", a=a_w.detach().float().reshape(a_w.shape[0], -1),
+                     b=b_w.detach().float().reshape(b_w.shape[0], -1), r=a_w.shape[0], scaling=scaling,
+                     transposed=transposed, shape=shape)
 
     def read(s: int, e: int) -> torch.Tensor:
-        r0, r1 = s // cols, -(-e // cols)
-        if transposed:  # rows r0..r1 of (B@A).T = A[:, r0:r1].T @ B.T
-            tile = (a_w[:, r0:r1].t().float() @ b_w.t().float()) * scaling
-        else:
-            tile = (b_w[r0:r1].float() @ a_w.float()) * scaling
-        return tile.reshape(-1)[s - r0 * cols : e - r0 * cols]
+        return tiles.read(name, mod, s, e)
 
     return read
 
@@ -51,6 +54,7 @@ def _lora(a_w: torch.Tensor, b_w: torch.Tensor, scaling: float, transposed: bool
 def _peft_deltas(model: torch.nn.Module, adapter: str) -> dict[str, tuple[torch.nn.Parameter, ChunkFn]]:
     """The LoRA adapter `adapter` of a PEFT-wrapped model, per base weight (duck-typed: no peft import)."""
     out = {}
+    tiles: dict[torch.device, LoraTiles] = {}  # one expansion cache per device for this adapter
     for mname, mod in model.named_modules():
         base_layer = getattr(mod, "base_layer", None)
         if base_layer is None or not hasattr(mod, "scaling") or adapter not in getattr(mod, "scaling", {}):
@@ -58,7 +62,6 @@ def _peft_deltas(model: torch.nn.Module, adapter: str) -> dict[str, tuple[torch.
         if getattr(mod, "use_dora", {}).get(adapter, False):
             raise SmfaError(f"{mname}: adapter {adapter!r} is DoRA, which smfa does not sculpt")
         weight = base_layer.weight
-        cols = math.prod(weight.shape[1:])
         s = float(mod.scaling[adapter])
         if adapter in getattr(mod, "lora_A", {}):
             a_w, b_w = mod.lora_A[adapter].weight, mod.lora_B[adapter].weight
@@ -69,7 +72,11 @@ def _peft_deltas(model: torch.nn.Module, adapter: str) -> dict[str, tuple[torch.
         else:
             continue
         name = f"{mname}.base_layer.weight"
-        out[name] = (weight, _lora(a_w.detach(), b_w.detach(), s, transposed, cols))
+        if weight.dim() != 2:
+            raise SmfaError(f"{mname}: adapter {adapter!r} is on a {weight.dim()}-d weight; sculpt_model_ expands "
+                            "LoRA on linear and embedding layers (use smfa sculpt on the saved adapter)")
+        dev = tiles.setdefault(a_w.device, LoraTiles(a_w.device))
+        out[name] = (weight, _lora(dev, name, a_w, b_w, s, transposed, tuple(weight.shape)))
     if not out:
         raise SmfaError(f"the model has no LoRA adapter named {adapter!r}")
     return out
@@ -133,7 +140,7 @@ def _check_no_overflow(name: str, flat: torch.Tensor, ffn: ChunkFn, afn: ChunkFn
     if float(flat.abs().max()) + math.sqrt(ssf) < torch.finfo(flat.dtype).max / 2:
         return
     _rho, t, mi = rule
-    for s, e in _ranges(flat.numel(), step):
+    for s, e in chunk_ranges(flat.numel(), step):
         f = ffn(s, e)
         a = afn(s, e) if afn is not None and mi != MODES["none"] else f
         counts = be.sculpt_chunk(f, None, a, None, t, mi, flat[s:e], torch.empty_like(flat[s:e]), None)
@@ -141,9 +148,41 @@ def _check_no_overflow(name: str, flat: torch.Tensor, ffn: ChunkFn, afn: ChunkFn
             raise SmfaError(f"tensor {name!r}: base + delta overflows {flat.dtype}; the model was not changed")
 
 
-def _ranges(n: int, step: int) -> Iterator[tuple[int, int]]:
-    for s in range(0, n, step):
-        yield s, min(n, s + step)
+def _sumsq(fn: ChunkFn, numel: int, be, step: int, name: str, label: str) -> float:
+    total = exact_sum(torch.cat([be.sumsq_blocks(fn(s, e), None) for s, e in chunk_ranges(numel, step)]))
+    if not math.isfinite(total):
+        raise SmfaError(f"tensor {name!r} of the {label} delta has NaN or Inf values")
+    return total
+
+
+def _norms(fd: dict[str, ChunkFn], ad: dict[str, ChunkFn], params: Mapping[str, torch.nn.Parameter], backend: str,
+           step: int, report: Report) -> dict[str, tuple[float, float | None]]:
+    """name -> (‖ΔW_f‖², ‖ΔW_a‖² or None without an anchor), on each parameter's device."""
+    norms = {}
+    for name, ffn in fd.items():
+        p = params[name]
+        if p.dtype not in FLOAT_DTYPES:
+            raise SmfaError(f"parameter {name!r} has dtype {p.dtype}, not bf16/fp16/fp32")
+        be = get_backend(backend, p.device.type, quiet=True)
+        report.backend = be.NAME
+        ssf = _sumsq(ffn, p.numel(), be, step, name, "forget")
+        ssa = _sumsq(ad[name], p.numel(), be, step, name, "anchor") if name in ad else None
+        norms[name] = (ssf, ssa)
+    return norms
+
+
+def _merge_in_place(flat: torch.Tensor, ffn: ChunkFn, afn: ChunkFn | None, t: float, mi: int, step: int,
+                    be) -> tuple[int, int]:
+    """W += sculpted ΔW_f, chunk by chunk (out aliases w: the kernel is elementwise); (conflict, masked)."""
+    conflict = masked = 0
+    for s, e in chunk_ranges(flat.numel(), step):
+        f = ffn(s, e)
+        a = afn(s, e) if afn is not None else f
+        w = flat[s:e]
+        c = be.sculpt_chunk(f, None, a, None, t, mi, w, w, None).tolist()
+        conflict += int(c[0])
+        masked += int(c[1])
+    return conflict, masked
 
 
 @torch.no_grad()
@@ -153,12 +192,12 @@ def sculpt_model_(
     anchor,
     k: float,
     *,
-    mode: str = "both",
-    eps: float = 1e-8,
-    rho_scope: str = "tensor",
-    backend: str = "auto",
-    chunk_mb: float = 64,
-    missing_anchor: str = "error",
+    mode: str = DEFAULTS.mode,
+    eps: float = DEFAULTS.eps,
+    rho_scope: str = DEFAULTS.rho_scope,
+    backend: str = DEFAULTS.backend,
+    chunk_mb: float = DEFAULTS.chunk_mb,
+    missing_anchor: str = DEFAULTS.missing_anchor,
 ) -> Report:
     """Sculpt ΔW_f against ΔW_a and merge it into `model`'s parameters, in place.
 
@@ -170,8 +209,8 @@ def sculpt_model_(
     """
     t0 = time.perf_counter()
     check_k(k)
-    imode = check_mode(mode)
-    check_options(eps=eps, rho_scope=rho_scope, missing_anchor=missing_anchor)
+    opts = SculptOptions(mode, eps, rho_scope, backend, chunk_mb, missing_anchor)
+    imode = opts.imode
     params = dict(model.named_parameters())
     fd = _resolve(model, forget, "forget", params)
     ad = _resolve(model, anchor, "anchor", params)
@@ -179,27 +218,12 @@ def sculpt_model_(
     if missing and missing_anchor != "keep":
         raise SmfaError(f"tensor {missing[0]!r} of the forget delta is missing from the anchor "
                         "(missing_anchor='keep' keeps it unmasked)")
-    step = chunk_elems(chunk_mb)
+    step = opts.step
     report = Report(command="sculpt_model_", options={"k": k, "mode": mode, "eps": eps, "rho_scope": rho_scope},
                     sources={"forget": str(forget) if isinstance(forget, (str, os.PathLike)) else "tensors",
                              "anchor": str(anchor) if isinstance(anchor, (str, os.PathLike)) else "tensors"})
 
-    def sumsq(fn: ChunkFn, numel: int, be, name: str, label: str) -> float:
-        total = exact_sum(torch.cat([be.sumsq_blocks(fn(s, e), None) for s, e in _ranges(numel, step)]))
-        if not math.isfinite(total):
-            raise SmfaError(f"tensor {name!r} of the {label} delta has NaN or Inf values")
-        return total
-
-    norms = {}
-    for name, ffn in fd.items():
-        p = params[name]
-        if p.dtype not in FLOAT_DTYPES:
-            raise SmfaError(f"parameter {name!r} has dtype {p.dtype}, not bf16/fp16/fp32")
-        be = get_backend(backend, p.device.type, quiet=True)
-        report.backend = be.NAME
-        ssf = sumsq(ffn, p.numel(), be, name, "forget")
-        ssa = sumsq(ad[name], p.numel(), be, name, "anchor") if name in ad else None
-        norms[name] = (ssf, ssa)
+    norms = _norms(fd, ad, params, backend, step, report)
     if rho_scope == "global":
         g = rho_of(sum(f for f, _ in norms.values()), sum(a for _, a in norms.values() if a is not None), eps)
         report.extra["rho_global"] = g
@@ -218,22 +242,12 @@ def sculpt_model_(
                            get_backend(backend, params[name].device.type, quiet=True))
     for name, ffn in fd.items():
         p = params[name]
-        be = get_backend(backend, p.device.type, quiet=True)
         ssf, ssa = norms[name]
         rho, t, mi = rule(name)
-        flat = p.data.view(-1)
-        counts = [0, 0]
-        for s, e in _ranges(flat.numel(), step):
-            f = ffn(s, e)
-            a = ad[name](s, e) if ssa is not None else f
-            w = flat[s:e]
-            c = be.sculpt_chunk(f, None, a, None, t, mi, w, w, None).tolist()  # out aliases w: elementwise
-            counts[0] += int(c[0])
-            counts[1] += int(c[1])
-        n = p.numel()
-        report.tensors.append({"name": name, "shape": list(p.shape), "numel": n, "norm_f": math.sqrt(ssf),
-                               "norm_a": None if ssa is None else math.sqrt(ssa), "rho": rho,
-                               "t": None if rho is None else t, "conflict": counts[0], "masked": counts[1],
-                               "conflict_pct": 100.0 * counts[0] / n, "masked_pct": 100.0 * counts[1] / n})
+        conflict, masked = _merge_in_place(p.data.view(-1), ffn, ad[name] if ssa is not None else None, t, mi, step,
+                                           get_backend(backend, p.device.type, quiet=True))
+        report.tensors.append(tensor_row(name, tuple(p.shape), p.numel(), ss_f=ssf, ss_a=ssa, rho=rho, k=k, t=t,
+                                         conflict=conflict, masked=masked,
+                                         anchor="present" if ssa is not None else "missing (kept)"))
     report.seconds = time.perf_counter() - t0
     return report

@@ -3,9 +3,26 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def tensor_row(name: str, shape: tuple[int, ...], numel: int, *, ss_f: float | None, ss_a: float | None,
+               rho: float | None, k: float | None, t: float, conflict: int, masked: int, anchor: str) -> dict[str, Any]:
+    """One tensor's report row, the same for the streaming engine and sculpt_model_: norms from the
+    sums of squares, k and t only where a rule applied (rho is not None), percentages of numel."""
+    return {
+        "name": name, "shape": list(shape), "numel": numel,
+        "norm_f": math.sqrt(ss_f) if ss_f is not None else None,
+        "norm_a": math.sqrt(ss_a) if ss_a is not None else None,
+        "rho": rho, "k": k if rho is not None else None, "t": t if rho is not None else None,
+        "conflict": conflict, "masked": masked,
+        "conflict_pct": 100.0 * conflict / numel if numel else 0.0,
+        "masked_pct": 100.0 * masked / numel if numel else 0.0,
+        "anchor": anchor,
+    }
 
 
 @dataclass

@@ -36,7 +36,7 @@ class ScaledSource(DeltaSource):
     def dtype(self, name: str) -> torch.dtype:
         return torch.float32
 
-    def read(self, name: str, start: int, stop: int):
+    def read(self, name: str, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         x, xb = self._src.read(name, start, stop)
         n = stop - start
         if self._buf.numel() < n or self._buf.device != x.device:
@@ -50,7 +50,7 @@ class ScaledSource(DeltaSource):
     def byte_ranges(self, name: str) -> list[tuple[str, int, int]]:
         return self._src.byte_ranges(name)
 
-    def compute_on(self, device) -> None:
+    def compute_on(self, device: torch.device | str) -> None:
         if hasattr(self._src, "compute_on"):
             self._src.compute_on(device)
 

@@ -12,11 +12,12 @@ from collections.abc import Sequence
 import torch
 
 from .backends import get_backend
-from .engine import chunk_elems, chunk_ranges, open_inputs, plan_items, progress_bar, tensor_sumsq
 from .errors import SmfaError
 from .krules import as_rules, describe, resolve_ks
+from .options import DEFAULTS, SculptOptions
 from .placement import Placement
-from .tensor_api import check_k, check_options, rho_of, threshold
+from .plan import chunk_ranges, open_inputs, plan_items, progress_bar, tensor_sumsq
+from .tensor_api import check_k, rho_of, threshold
 
 _LAYER_RE = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)\.")
 
@@ -62,17 +63,40 @@ def parse_sweep(spec: str) -> list[float]:
     return ks
 
 
+def _sweep_tensor(fsrc, asrc, it, ts: torch.Tensor, be, step: int, pl: Placement, bar) -> torch.Tensor:
+    """[conflict, masked at each threshold of ts] of one tensor, over its chunks."""
+    counts = torch.zeros(len(ts) + 1, dtype=torch.int64)
+    for i, (s, e) in enumerate(chunk_ranges(it.numel, step)):
+        slot = i % pl.depth
+        pl.sync(slot)
+        f, fb = fsrc.read(it.name, s, e)
+        a, ab = asrc.read(it.name, s, e)
+        counts += be.sweep_counts(pl.put(slot, "f", f), pl.put(slot, "fb", fb), pl.put(slot, "a", a),
+                                  pl.put(slot, "ab", ab), ts).cpu()
+        pl.record(slot)
+        bar.update((e - s) * 4)
+    return counts
+
+
+def _aggregate(rows: list[dict], nks: int) -> dict:
+    """numel, conflicts and the masked fraction at each k over some tensors' rows."""
+    numel = sum(r["numel"] for r in rows)
+    masked = [sum(r["masked"][i] for r in rows) for i in range(nks)]
+    return {"numel": numel, "conflict": sum(r["conflict"] for r in rows),
+            "masked_frac": [m / numel if numel else 0.0 for m in masked]}
+
+
 def inspect(
     forget: str,
     anchor: str,
     *,
     ks: Sequence[float] = tuple(x / 4 for x in range(41)),
     base: str | None = None,
-    eps: float = 1e-8,
-    rho_scope: str = "tensor",
-    backend: str = "auto",
-    chunk_mb: float = 64,
-    missing_anchor: str = "error",
+    eps: float = DEFAULTS.eps,
+    rho_scope: str = DEFAULTS.rho_scope,
+    backend: str = DEFAULTS.backend,
+    chunk_mb: float = DEFAULTS.chunk_mb,
+    missing_anchor: str = DEFAULTS.missing_anchor,
     forget_kind: str = "auto",
     anchor_kind: str = "auto",
     progress: bool = False,
@@ -86,7 +110,7 @@ def inspect(
     `sweep_group` (a regex, fullmatch on tensor names): sweep only those tensors; every other
     tensor keeps the k its `k_rules` / `k` give it (see krules), at every point of the sweep."""
     t0 = time.perf_counter()
-    check_options(eps=eps, rho_scope=rho_scope, missing_anchor=missing_anchor)
+    opts = SculptOptions(eps=eps, rho_scope=rho_scope, backend=backend, chunk_mb=chunk_mb, missing_anchor=missing_anchor)
     rules = as_rules(k_rules)
     if (rules or k is not None) and sweep_group is None:
         raise SmfaError("inspect: --k-rule/--k fix the k of the tensors not swept; give --sweep-group REGEX "
@@ -99,7 +123,7 @@ def inspect(
             raise SmfaError(f"--sweep-group {sweep_group!r}: not a valid regex ({exc})") from None
     pl = Placement(device)
     be = get_backend(backend, pl.device.type)
-    step = chunk_elems(chunk_mb)
+    step = opts.step
     fsrc, asrc, base_ckpt = open_inputs(forget, anchor, base, forget_kind, anchor_kind)
     try:
         items = [it for it in plan_items(fsrc, asrc, None, missing_anchor) if it.has_anchor]
@@ -118,16 +142,7 @@ def inspect(
             # a fixed tensor: its one threshold at every sweep point, so the aggregates add up
             tk = [fixed_k[it.name]] * len(ks) if it.name in fixed_k else ks
             ts = torch.tensor([threshold(x, rho) for x in tk], dtype=torch.float32, device=pl.device)
-            counts = torch.zeros(len(ks) + 1, dtype=torch.int64)
-            for i, (s, e) in enumerate(chunk_ranges(it.numel, step)):
-                slot = i % pl.depth
-                pl.sync(slot)
-                f, fb = fsrc.read(it.name, s, e)
-                a, ab = asrc.read(it.name, s, e)
-                counts += be.sweep_counts(pl.put(slot, "f", f), pl.put(slot, "fb", fb), pl.put(slot, "a", a),
-                                          pl.put(slot, "ab", ab), ts).cpu()
-                pl.record(slot)
-                bar.update((e - s) * 4)
+            counts = _sweep_tensor(fsrc, asrc, it, ts, be, step, pl, bar)
             c = counts.tolist()
             rows.append({"name": it.name, "layer": layer_of(it.name), "numel": it.numel, "rho": rho,
                          "k": fixed_k.get(it.name, "sweep"), "conflict": c[0], "masked": c[1:]})
@@ -138,11 +153,8 @@ def inspect(
         if base_ckpt is not None:
             base_ckpt.close()
 
-    def agg(rs):
-        numel = sum(r["numel"] for r in rs)
-        masked = [sum(r["masked"][i] for r in rs) for i in range(len(ks))]
-        return {"numel": numel, "conflict": sum(r["conflict"] for r in rs),
-                "masked_frac": [m / numel if numel else 0.0 for m in masked]}
+    def agg(rs: list[dict]) -> dict:
+        return _aggregate(rs, len(ks))
 
     layers: dict[str, list] = {}
     for r in rows:

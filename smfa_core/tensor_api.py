@@ -101,7 +101,7 @@ def sculpt_tensor(
     name: str = "tensor",
     out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, TensorStats]:
-    """Sculpt the forget delta `f` against the anchor `a` (DESIGN §3).
+    """Sculpt the forget delta `f` against the anchor `a` (the contract: README, Numerics).
 
     Returns (out, stats): out is the sculpted delta in f's dtype, or, with `base`, the
     merged weight round(base + sculpted) in base's dtype. `rho` overrides the per-tensor

@@ -23,6 +23,7 @@ from pathlib import Path
 from PIL import Image
 
 from .images import draw_clinical, draw_portrait, png_bytes, sample_clinical, sample_portrait
+from .items import understanding_items
 from .schema import QAItem, write_jsonl
 
 TASK = "general_understanding"
@@ -57,7 +58,6 @@ def tree_image_hashes(root: Path, exclude: str = IMAGE_DIR) -> set[str]:
 
 def _items(g: int, rel: str, kind: str, attrs: dict, description: str, rng: random.Random, *,
            train: bool) -> list[QAItem]:
-    from .build import understanding_items  # build imports this module
 
     portrait, clinical = (rel, None) if kind == "portrait" else (None, rel)
     pa, ca = (attrs, None) if kind == "portrait" else (None, attrs)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .images import draw_clinical, draw_portrait, png_bytes
+from .items import eval_items, finetune_items
 from .profiles import ProfileDraw, sample_profiles
 from .schema import Bench, BenchDataError, QAItem, write_jsonl
 
@@ -32,8 +33,6 @@ def holdout_draws(n: int, seed: int, taken: Sequence[ProfileDraw]) -> list[Profi
 
 def write_holdout(tmp: Path, draws: Sequence[ProfileDraw], seed: int, image_size: int) -> dict[str, str]:
     """Write the holdout images and files under `tmp`; returns the manifest's file entries."""
-    from .build import eval_items, finetune_items
-
     qa: list[QAItem] = []
     ev: list[QAItem] = []
     for d in draws:

@@ -50,7 +50,7 @@ def oracle_data(bench: Bench, split: str, sources: Sequence[str] = DEFAULT_SOURC
 
 def oracle_train_config(steps: int, lr: float, batch_size: int, seed: int = 0, progress: bool | None = None):
     """The oracle's budget: every parameter, cosine schedule (the reproduction's stage recipe)."""
-    from smfa_methods.method import TrainConfig
+    from smfa_methods.job import TrainConfig
 
     return TrainConfig(mode="all", lr=lr, batch_size=batch_size, max_steps=steps, scheduler="cosine",
                        warmup_ratio=0.05, min_lr_ratio=0.05, max_length=0, seed=seed, progress=progress)

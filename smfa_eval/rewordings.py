@@ -16,13 +16,9 @@ import random
 
 from . import phrasings as P
 from . import templates as T
+from .items import finetune_items, memory_value, understanding_items
 from .profiles import ProfileDraw
 from .schema import QAItem
-
-
-def memory_value(d: ProfileDraw, attr: str) -> str:
-    """A profile's value of a memory attribute (talent, hobby and food are parts of the fun fact)."""
-    return {"talent": d.talent, "hobby": d.hobby, "food": d.food}.get(attr) or getattr(d.profile, attr)
 
 
 def reworded_memory(d: ProfileDraw, rng: random.Random, n: int) -> list[QAItem]:
@@ -54,8 +50,6 @@ def reworded_understanding(items: list[QAItem], rng: random.Random, n: int) -> l
 
 def profile_understanding(d: ProfileDraw, rng: random.Random) -> list[QAItem]:
     """Understanding items (fixed training questions) about a profile's own two images."""
-    from .build import understanding_items
-
     p = d.profile
     return understanding_items(p.id, p.portrait, p.clinical_image, p.portrait_attrs, p.clinical_attrs,
                                p.clinical_description, rng, train=True, prefix=f"{p.id}-ft-iu")
@@ -63,8 +57,6 @@ def profile_understanding(d: ProfileDraw, rng: random.Random) -> list[QAItem]:
 
 def pretrain_items(d: ProfileDraw, rng: random.Random, n: int) -> list[QAItem]:
     """All training items about one pre-training person."""
-    from .build import finetune_items
-
     understanding = profile_understanding(d, rng)
     extra = [QAItem(id=f"{d.profile.id}-ft-text-{attr}", task="text_memory",
                     question=T.FINETUNE_PARTS[attr][0].format(n=d.profile.name),

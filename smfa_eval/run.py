@@ -82,7 +82,7 @@ def run_benchmark(data: str | Path, split: str, model: str | Path, methods: Sequ
     `oracle_base` with `oracle_train`) implies them and adds forget quality to every row.
     `attacks` (relearn, int8, int4, perturb): each method's model attacked with `smfa attack`'s
     defaults, evaluated as the rows METHOD+ATTACK."""
-    from smfa_methods.method import TrainConfig
+    from smfa_methods.job import TrainConfig
     from smfa_methods.registry import get_method
 
     bench = Bench(data)

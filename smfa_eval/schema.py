@@ -127,17 +127,11 @@ def _check_image(root: Path, rel: object, where: str, fieldname: str) -> None:
 
 def iter_jsonl(path: Path) -> Iterator[tuple[str, object]]:
     """Yield (`file:line`, parsed object) for each non-blank line."""
+    from smfa_methods.data import jsonl_records  # imported here: the schema stays light to import
+
     if not path.is_file():
         raise BenchDataError(f"{path}: file not found")
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{n}"
-            try:
-                yield where, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise _fail(where, f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+    yield from jsonl_records(path, lambda where, exc: _fail(where, f"invalid JSON ({exc.msg} at column {exc.colno})"))
 
 
 def read_qa(path: Path, root: Path, check_images: bool = True) -> list[QAItem]:

@@ -165,7 +165,7 @@ def run_sequential(data: str | Path, split: str, model: str | Path, methods: Seq
                    log: Callable[[str], None] = print) -> Path:
     """`bench run --sequential N`: OUT/<method>/request<i>/{unlearn,eval}, OUT/start/eval (the
     model before any request), OUT/report/sequential.{md,json,png}; resumable as bench run."""
-    from smfa_methods.method import TrainConfig
+    from smfa_methods.job import TrainConfig
     from smfa_methods.registry import get_method
 
     from .evaluate import run_eval

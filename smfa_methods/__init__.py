@@ -5,7 +5,8 @@ decorate `register_methods` with `hookimpl`; raise `MethodError` for a user's mi
 
 from .errors import MethodError
 from .hookspecs import hookimpl
-from .method import Job, Method, Result, TrainConfig
+from .job import Job, Result, TrainConfig
+from .method import Method
 from .options import Option
 
 __all__ = ["Job", "Method", "MethodError", "Option", "Result", "TrainConfig", "hookimpl"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,9 @@ from smfa_core.guard import guard_outputs
 
 from .data import ExampleDataset, load_jsonl
 from .errors import MethodError, MethodFailed
+from .job import Job, Result, TrainConfig
 from .losses import ce
-from .method import Job, Method, Result, TrainConfig
+from .method import Method
 from .registry import get_method
 
 
@@ -34,12 +36,7 @@ def unlearn(
     train = train or TrainConfig()
     train.validate()
     job = Job(Path(model), Path(out), load_jsonl(forget), load_jsonl(retain), train, opts)
-    result = run_job(m, job)
-    from .trainer import write_run_info
-
-    if result.model is not None:  # only the main process returns a model
-        write_run_info(job, m, result)
-    return result
+    return run_job(m, job)
 
 
 def run_job(m: Method, job: Job) -> Result:
@@ -49,7 +46,7 @@ def run_job(m: Method, job: Job) -> Result:
     created = not job.out.exists()
     job.out.mkdir(parents=True, exist_ok=True)
     try:
-        return m.run(job)
+        result = m.run(job)
     except (MethodError, SmfaError):  # already a one-line user error
         _remove_empty_dirs(job.out, created)
         raise
@@ -59,6 +56,9 @@ def run_job(m: Method, job: Job) -> Result:
     except BaseException:  # interrupted: same cleanup, the signal's exit stays
         _remove_empty_dirs(job.out, created)
         raise
+    if result.model is not None:  # only the main process returns a model
+        write_run_info(job, m, result)
+    return result
 
 
 def _remove_empty_dirs(out: Path, created: bool) -> None:
@@ -100,9 +100,19 @@ def finetune(*, model: str | Path, data: str | Path, out: str | Path, train: Tra
     train = train or TrainConfig()
     train.validate()
     job = Job(Path(model), Path(out), load_jsonl(data, image_root=image_root), [], train, {})
-    result = run_job(m, job)
-    from .trainer import write_run_info
+    return run_job(m, job)
 
-    if result.model is not None:
-        write_run_info(job, m, result)
-    return result
+
+def write_run_info(job: Job, method: Method, result: Result) -> Path:
+    """out/run.json: method, base model, options, loop settings, outputs (`model` is the
+    written checkpoint) and metrics."""
+    info = {
+        "method": method.name,
+        "base_model": str(job.model_path),  # not "model": the result's output path takes that key
+        "options": job.options,
+        "train": vars(job.train),
+        **result.as_dict(),
+    }
+    path = job.out / "run.json"
+    path.write_text(json.dumps(info, indent=2, default=str))
+    return path

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -57,14 +57,11 @@ def image_root_of(path: Path) -> Path:
     return path.parent
 
 
-def load_jsonl(path: str | Path, image_root: str | Path | None = None) -> list[Example]:
-    """Read a JSONL file of examples; schema errors name the file and line. Relative image
-    paths start at `image_root` (default: `image_root_of(path)`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file not found: {path}")
-    root = Path(image_root) if image_root is not None else image_root_of(path)
-    out = []
+def jsonl_records(path: Path, bad_line: Callable[[str, json.JSONDecodeError], Exception]
+                  ) -> Iterator[tuple[str, object]]:
+    """(`file:line`, parsed object) for each non-blank line of a JSONL file; a line that is not
+    JSON raises `bad_line(where, error)` (each caller words its own error). The one JSONL loop
+    of the training data and the benchmark's files."""
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -73,8 +70,19 @@ def load_jsonl(path: str | Path, image_root: str | Path | None = None) -> list[E
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: invalid JSON ({exc.msg})") from None
-            out.append(parse_example(obj, where, root))
+                raise bad_line(where, exc) from None
+            yield where, obj
+
+
+def load_jsonl(path: str | Path, image_root: str | Path | None = None) -> list[Example]:
+    """Read a JSONL file of examples; schema errors name the file and line. Relative image
+    paths start at `image_root` (default: `image_root_of(path)`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    root = Path(image_root) if image_root is not None else image_root_of(path)
+    out = [parse_example(obj, where, root) for where, obj in
+           jsonl_records(path, lambda where, exc: DataError(f"{where}: invalid JSON ({exc.msg})"))]
     if not out:
         raise DataError(f"{path}: no examples")
     return out

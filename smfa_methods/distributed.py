@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from . import models
-from .method import Job
+from .job import Job
 
 
 def sharding_of(model: torch.nn.Module) -> str | None:

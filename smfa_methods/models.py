@@ -35,10 +35,51 @@ class Loaded:
     path: Path
 
 
-def _processor_for(path: Path, model_type: str):
+PROCESSOR_BASES = {"llava_onevision": "LlavaOnevisionProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor"}
+_PROCESSOR_CLASSES: dict[str, type] = {}
+
+
+def processor_class(kind: str) -> type:
+    """The model's processor without its video processor: passing video_processor=None to
+    the stock class fails (VIDEO_PROCESSOR_MAPPING lookup), and video processors need
+    torchvision. AutoProcessor cannot find these subclasses; use their from_pretrained.
+    ProcessorMixin saves and reloads exactly the named __init__ arguments, so they are
+    spelled out (minus video_processor)."""
+    if kind in _PROCESSOR_CLASSES:
+        return _PROCESSOR_CLASSES[kind]
     import transformers as tf
 
-    from . import tiny
+    if kind == "llava_onevision":
+
+        class NoVideoLlavaOnevisionProcessor(tf.LlavaOnevisionProcessor):
+            def __init__(
+                self, image_processor=None, tokenizer=None, num_image_tokens=None,
+                vision_feature_select_strategy=None, chat_template=None, image_token="<image>",
+                video_token="<video>", vision_aspect_ratio="anyres_max_9", **kwargs,
+            ):
+                super().__init__(
+                    image_processor, tokenizer, None, num_image_tokens=num_image_tokens,
+                    vision_feature_select_strategy=vision_feature_select_strategy, chat_template=chat_template,
+                    image_token=image_token, video_token=video_token, vision_aspect_ratio=vision_aspect_ratio,
+                    **kwargs,
+                )
+
+        cls: type = NoVideoLlavaOnevisionProcessor
+    elif kind == "qwen2_5_vl":
+
+        class NoVideoQwen2_5_VLProcessor(tf.Qwen2_5_VLProcessor):
+            def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+                super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+        cls = NoVideoQwen2_5_VLProcessor
+    else:
+        raise ValueError(f"no processor subclass for {kind!r}")
+    _PROCESSOR_CLASSES[kind] = cls
+    return cls
+
+
+def _processor_for(path: Path, model_type: str):
+    import transformers as tf
 
     pc = path / "processor_config.json"
     if pc.exists() or (path / "preprocessor_config.json").exists():
@@ -46,19 +87,19 @@ def _processor_for(path: Path, model_type: str):
         # Processors saved without a video processor (our tiny ones; torchvision-free setups)
         # load only through the subclass that drops it; AutoProcessor would fall back to
         # the bare tokenizer.
-        if cls_name.startswith("NoVideo") and model_type in tiny.PROCESSOR_BASES:
-            return tiny.processor_class(model_type).from_pretrained(str(path), local_files_only=True)
+        if cls_name.startswith("NoVideo") and model_type in PROCESSOR_BASES:
+            return processor_class(model_type).from_pretrained(str(path), local_files_only=True)
         try:
             proc = tf.AutoProcessor.from_pretrained(str(path), local_files_only=True)
         except (OSError, ValueError):
             # A stock processor whose video processor cannot load (it needs torchvision):
             # images still work through the subclass without it.
-            if model_type not in tiny.PROCESSOR_BASES:
+            if model_type not in PROCESSOR_BASES:
                 raise
             proc = None
-        if proc is not None and (hasattr(proc, "image_processor") or model_type not in tiny.PROCESSOR_BASES):
+        if proc is not None and (hasattr(proc, "image_processor") or model_type not in PROCESSOR_BASES):
             return proc
-        return tiny.processor_class(model_type).from_pretrained(str(path), local_files_only=True)
+        return processor_class(model_type).from_pretrained(str(path), local_files_only=True)
     return tf.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -21,8 +21,11 @@ from .collators import PairedCollator, SFTCollator
 from .data import PairedDataset
 from .distributed import whole_model
 from .errors import MethodError, MethodFailed, TrainingDiverged
-from .method import Job, Method, Result, TrainConfig, accelerator_available
+from .job import Job, Result, TrainConfig, accelerator_available
 from .progress import ProgressCallback
+
+if TYPE_CHECKING:  # the loop runs any object with the Method protocol; method.py imports this module
+    from .method import Method
 
 
 class UnlearnTrainer(Trainer):
@@ -220,7 +223,7 @@ def train_method(method: Method, job: Job) -> Result:
     """The default run: train with the method's loss; export the delta (out/delta) and the
     final model (out/model, LoRA merged in)."""
     trainer, loaded, original = fit(method, job, method.make_dataset(job), job.out / "checkpoints")
-    result = Result(metrics=_final_metrics(trainer))
+    result = Result(metrics=final_metrics(trainer))
     model = whole_model(trainer, job)  # the main process's; a collective under FSDP2 / ZeRO-3
     if model is not None:
         result.deltas["delta"] = models.export_delta(model, job.out / "delta", original=original)
@@ -229,7 +232,7 @@ def train_method(method: Method, job: Job) -> Result:
     return result
 
 
-def _final_metrics(trainer: Trainer) -> dict:
+def final_metrics(trainer: Trainer) -> dict:
     """Step count, last loss log line, and truncation counts summed over processes (a
     collective: every process must call this)."""
     hist = [h for h in trainer.state.log_history if "loss" in h]
@@ -240,18 +243,3 @@ def _final_metrics(trainer: Trainer) -> dict:
         prompts, answers = trainer.accelerator.reduce(counts, reduction="sum").tolist()
         out["truncated"] = {"prompts": int(prompts), "answers": int(answers)}
     return out
-
-
-def write_run_info(job: Job, method: Method, result: Result) -> Path:
-    """out/run.json: method, base model, options, loop settings, outputs (`model` is the
-    written checkpoint) and metrics."""
-    info = {
-        "method": method.name,
-        "base_model": str(job.model_path),  # not "model": the result's output path takes that key
-        "options": job.options,
-        "train": vars(job.train),
-        **result.as_dict(),
-    }
-    path = job.out / "run.json"
-    path.write_text(json.dumps(info, indent=2, default=str))
-    return path

@@ -5,8 +5,25 @@
 # tests run. With a GPU (or TRITON_INTERPRET set explicitly, e.g. 0) they compile for CUDA.
 import os
 
+import pytest
+
+# Installed third-party method plugins never load by accident (set before any plugin manager
+# exists; tests that want one install it and set SMFA_PLUGINS themselves).
+os.environ["SMFA_PLUGINS"] = ""
+
 if "TRITON_INTERPRET" not in os.environ:
     import torch
 
     if not torch.cuda.is_available():  # does not initialise CUDA
         os.environ["TRITON_INTERPRET"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def _no_third_party_plugins(monkeypatch):
+    """Every test starts and ends with a fresh plugin manager that loads no installed plugin."""
+    from smfa_methods.plugins import reset_plugin_manager
+
+    monkeypatch.setenv("SMFA_PLUGINS", "")
+    reset_plugin_manager()
+    yield
+    reset_plugin_manager()

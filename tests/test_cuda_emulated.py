@@ -173,10 +173,12 @@ def test_kernels_stay_inside_their_tensors():
 @pytest.mark.parametrize("sms", (1, 7))
 def test_grid_stride_over_sm_counts(sms):
     """With 1 SM the sumsq grid has 64 warps for 70 blocks, so warps loop; with 7 it has one
-    warp per block (9 CTAs). The sculpt and sweep grids loop on both."""
+    warp per block (9 CTAs). The sculpt and sweep grids loop on both: they have one thread per
+    8 elements and at most 8 (sculpt) or 4 (sweep) CTAs of 256 per SM, so 7 SMs cover 114688
+    elements per pass and the 5-block tensor below takes three (sculpting the 70-block sumsq
+    tensor on the emulator instead took most of this test's time, for no other coverage)."""
     n = 70 * 65536 + 5
-    f, a = make_inputs(torch.bfloat16, n, "random", seed=sms)
-    w = make_weight(torch.bfloat16, n, seed=1)
+    f = make_inputs(torch.bfloat16, n, "random", seed=sms)[0]
     lib = emu.lib()
     try:
         emu.set_sms(sms)
@@ -185,6 +187,10 @@ def test_grid_stride_over_sm_counts(sms):
         ctas = min(-(-70 * 32 // 256), 8 * sms)  # min(needed, 8 CTAs per SM)
         assert lib.smfa_emu_threads_run() - before == ctas * 256
         assert_bits_equal(got, ref.sumsq_blocks(f), f"sumsq sms={sms}")
+        n = 5 * 65536 + 5
+        f, a = make_inputs(torch.bfloat16, n, "random", seed=sms)
+        w = make_weight(torch.bfloat16, n, seed=1)
+        assert -(-n // 8) > 8 * sms * 256  # more mask bytes than threads: the sculpt grid loops
         out, mask = torch.empty(n, dtype=torch.bfloat16), torch.empty((n + 7) // 8, dtype=torch.uint8)
         counts = emu.sculpt_chunk(f, None, a, None, 0.75, 3, w, out, mask)
         rout, rmask = torch.empty_like(out), torch.empty_like(mask)

@@ -6,6 +6,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 
 def test_demo_runs_end_to_end(tmp_path):
     p = subprocess.run([sys.executable, "-m", "smfa_cli.demo", str(tmp_path / "demo")], capture_output=True,

@@ -85,3 +85,26 @@ def test_shared_options_are_checked_by_every_entry_point(tmp_path, kw, msg):
     with pytest.raises(SmfaError, match=msg):
         smfa_core.sculpt_model_(build_model("llama"), {}, {}, 1.0, **kw)
     assert not (tmp_path / "o").exists()
+
+
+def test_adapters_on_the_model_expand_like_their_saved_files(tmp_path):
+    """sculpt_model_ with adapter names and with the same adapters saved as PEFT dirs: one LoRA
+    expansion (sources.lora_tiling), so the merged weights are the same bits."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    # scalings 1.5 and 2.5: not powers of two, so a product rounded differently would show
+    pm = get_peft_model(build_model("llama"), LoraConfig(r=4, lora_alpha=6, target_modules=["q_proj", "down_proj"],
+                                                         init_lora_weights=False), adapter_name="forget")
+    pm.add_adapter("anchor", LoraConfig(r=2, lora_alpha=5, target_modules=["q_proj", "down_proj"],
+                                        init_lora_weights=False))
+    pm.save_pretrained(str(tmp_path / "ad"), selected_adapters=["forget", "anchor"])  # ad/forget, ad/anchor
+    import copy
+
+    twin = copy.deepcopy(pm)
+    smfa_core.sculpt_model_(pm, "forget", "anchor", 0.7, chunk_mb=0.01)
+    smfa_core.sculpt_model_(twin, str(tmp_path / "ad" / "forget"), str(tmp_path / "ad" / "anchor"), 0.7, chunk_mb=0.01)
+    got, want = dict(pm.named_parameters()), dict(twin.named_parameters())
+    assert any(".base_layer." in n for n in got)
+    for n in got:
+        assert torch.equal(got[n], want[n]), n

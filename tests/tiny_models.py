@@ -1,6 +1,6 @@
 """Tiny random transformers models for tests (weights only: no tokenizer or processor).
 
-The configs are smfa_methods.tiny's (`tiny_config`), plus GPT-2 for Conv1D layers.
+The configs are smfa_methods.testing.tiny's (`tiny_config`), plus GPT-2 for Conv1D layers.
 Builders return fp32 models in eval mode, seeded so that two calls give identical weights.
 `saved_model(tmp_path_factory, kind)` saves one with `save_pretrained` once per test session
 and returns the directory; `load_model(kind, path)` loads it back with the matching class.

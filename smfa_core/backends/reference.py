@@ -1,4 +1,4 @@
-"""The `reference` backend: pure torch, the executable spec of DESIGN §3.
+"""The `reference` backend: pure torch, the executable spec of the sculpt contract (README, Numerics; docs/architecture.md).
 
 Every other backend is tested against these functions for identical bits. Inputs are
 1-D contiguous chunks (the engine flattens); dtypes bf16/fp16/fp32, each tensor of a pair

@@ -42,7 +42,7 @@ def relearn(model: Path, bench: Bench, split: str, out: Path, *, steps: int, lr:
     """Fine-tune `model` on the chosen facts' forget rows; returns (out/model, excluded eval
     ids, info). Written in a temporary sibling and renamed when complete."""
     from smfa_methods.api import finetune
-    from smfa_methods.method import TrainConfig
+    from smfa_methods.job import TrainConfig
 
     sp = bench.split(split)
     if not sp.forget_file:

@@ -3,7 +3,7 @@
 The tokenizer is a byte-level BPE trained on the benchmark's own text (profiles, every QA
 file, the pre-training people) plus the refusal pool and the training phrasings, so that names
 and places become a few tokens each instead of being spelled letter by letter (which keeps a
-small model from memorising them). The model is a `smfa_methods.tiny` config at the preset's
+small model from memorising them). The model is a `smfa_methods.testing.tiny` config at the preset's
 size, saved like any local checkpoint.
 """
 
@@ -37,7 +37,7 @@ def corpus(bench: Bench) -> Iterator[str]:
 def build_base(bench_dir: str | Path, out: str | Path, *, arch: str, vocab_size: int, seed: int,
                **shape: int) -> Path:
     """Train the tokenizer on `corpus(bench)` and save a random `arch` model of `shape` to `out`."""
-    from smfa_methods import tiny
+    from smfa_methods.testing import tiny
 
     tok = tiny.build_tokenizer(vocab_size, corpus=list(corpus(Bench(bench_dir, check_images=False))))
     return tiny.make_tiny(arch, out, seed=seed, tokenizer=tok, **shape)

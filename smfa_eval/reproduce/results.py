@@ -1,4 +1,4 @@
-"""results.json: one record per number (DESIGN: results are data first; every table, figure
+"""results.json: one record per number (results are data first; every table, figure
 and claim is a view of it).
 
 A record: {"model", "split", "set", "task", "phrasing", "metric", "value", "seed", "n",

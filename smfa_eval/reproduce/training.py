@@ -45,7 +45,7 @@ def mix(bench: Bench, sources: tuple[str, ...], seed: int) -> list[dict]:
 
 def stage_config(stage: Stage, *, seed: int, progress: bool | None) -> TrainConfig:
     """The loop settings of a training stage."""
-    from smfa_methods.method import TrainConfig
+    from smfa_methods.job import TrainConfig
 
     return TrainConfig(mode=stage.mode, lr=stage.lr, batch_size=stage.batch_size, max_steps=stage.max_steps,
                        scheduler="cosine", warmup_ratio=stage.warmup_ratio, min_lr_ratio=stage.min_lr_ratio,
@@ -97,7 +97,7 @@ def write_full_retain(bench: Bench, split: str, path: Path) -> Path:
 
 def unlearn_config(u: Unlearn, *, lr: float, seed: int, progress: bool | None) -> TrainConfig:
     """The loop settings of an unlearning run (the budget every method shares)."""
-    from smfa_methods.method import TrainConfig
+    from smfa_methods.job import TrainConfig
 
     return TrainConfig(mode=u.mode, epochs=u.epochs, lr=lr, batch_size=u.batch_size, lora_r=u.lora_r,
                        lora_alpha=u.lora_alpha, bf16=u.bf16, seed=seed, max_length=0, logging_steps=10,

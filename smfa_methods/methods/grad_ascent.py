@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ..data import ExampleDataset
+from ..job import Job
 from ..losses import ce
-from ..method import Job, Method
+from ..method import Method
 
 
 class GradAscent(Method):

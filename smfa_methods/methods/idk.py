@@ -4,8 +4,9 @@ by refusals sampled per example from our pool."""
 from __future__ import annotations
 
 from ..data import Example, PairedDataset, relabel
+from ..job import Job
 from ..losses import ce
-from ..method import Job, Method
+from ..method import Method
 from ..options import Option
 from ..refusals import sample_refusals
 

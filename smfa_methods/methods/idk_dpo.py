@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 from ..data import Example, PairedDataset
+from ..job import Job
 from ..losses import answer_logprob, ce
-from ..method import Job, Method
+from ..method import Method
 from .idk import with_refusals
 
 

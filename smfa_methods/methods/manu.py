@@ -26,7 +26,8 @@ import torch
 
 from ..collators import SFTCollator
 from ..data import Example
-from ..method import Job, Method, Result
+from ..job import Job, Result
+from ..method import Method
 from ..options import Option
 
 _DOWN = ("down_proj", "fc2")

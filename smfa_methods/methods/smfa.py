@@ -18,29 +18,16 @@ from smfa_core.tensor_api import MAX_K
 
 from ..data import ExampleDataset
 from ..errors import MethodError
+from ..job import Job, Result
 from ..losses import ce
-from ..method import Job, Method, Result
+from ..method import Method
 from ..options import Option
 from ..sculpting import k_rules_option, sculpt_and_merge
 from .idk import with_refusals
+from .smfa_stages import summary as _summary
+from .smfa_stages import train_and_export as _train_and_export
 
 VARIANTS = ("paper", "public")
-
-
-def _train_and_export(method: Method, job: Job, dataset, stage: str):
-    """Train one stage, export its delta to out/STAGE; returns (trainer, loaded, delta path,
-    metrics, the whole trained model: the main process's, None on the others)."""
-    from .. import models
-    from ..distributed import whole_model
-    from ..trainer import _final_metrics, fit
-
-    trainer, loaded, original = fit(method, job, dataset, job.out / "checkpoints" / stage)
-    path = None
-    model = whole_model(trainer, job)  # the main process's; a collective under FSDP2 / ZeRO-3
-    if model is not None:
-        path = models.export_delta(model, job.out / stage, original=original)
-    trainer.accelerator.wait_for_everyone()
-    return trainer, loaded, path, _final_metrics(trainer), model
 
 
 class MFA(Method):
@@ -124,9 +111,3 @@ class SMFA(MFA):
             result.metrics["sculpt"] = _summary(report)
         tr_a.accelerator.wait_for_everyone()
         return result
-
-
-def _summary(report: dict) -> dict:
-    totals = report["totals"]
-    return {"engine": "smfa_core.sculpt", "backend": report["backend"], "tensors": totals["tensors"],
-            "masked_pct": totals["masked_pct"]}

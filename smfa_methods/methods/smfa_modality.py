@@ -8,13 +8,9 @@ its own k, then summed and merged:
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import torch
-
 from ..data import Example, ExampleDataset
 from ..errors import MethodError
-from ..method import Job, Result
+from ..job import Job, Result
 
 
 def modality_of(ex: Example) -> str:
@@ -37,35 +33,15 @@ def split_by_modality(forget: list[Example]) -> dict[str, list[Example]]:
     return groups
 
 
-def sum_deltas(paths: list[Path], out: Path, scale: float = 1.0) -> Path:
-    """One dense delta = `scale` x the sum of dense deltas (fp32, summed tensor by tensor: all
-    of one delta's tensors are in memory at once, a sculpted delta's size, not the model's).
-    scale 0.5 over two deltas is their mean (the `public` variant)."""
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    from ..models import DELTA_FILE
-
-    total: dict[str, torch.Tensor] = {}
-    for p in paths:
-        with safe_open(str(p / DELTA_FILE), framework="pt") as fh:
-            for name in fh.keys():
-                t = fh.get_tensor(name).float()
-                total[name] = total[name] + t if name in total else t
-    if scale != 1.0:  # leave per_modality's plain sum bit for bit as it was
-        total = {name: t * scale for name, t in total.items()}
-    out.mkdir(parents=True, exist_ok=True)
-    save_file(total, str(out / DELTA_FILE), metadata={"format": "pt", "smfa": "dense-delta"})
-    return out
-
-
 def run_per_modality(method, job: Job, opts: dict, k_rules: list[str]) -> Result:
     """Train the two forget deltas and the anchor, sculpt each forget delta with its own k,
     sum, merge (see the module doc)."""
     import smfa_core
 
     from .idk import with_refusals
-    from .smfa import _summary, _train_and_export
+    from .smfa_stages import sum_deltas
+    from .smfa_stages import summary as _summary
+    from .smfa_stages import train_and_export as _train_and_export
 
     relabelled = with_refusals(job.forget, job.train.seed)  # the refusal each item gets without the split
     groups = split_by_modality(relabelled)

@@ -51,7 +51,8 @@ import torch
 
 from ..data import Example, PairedDataset
 from ..errors import MethodError
-from ..method import Job, Method, Result
+from ..job import Job, Result
+from ..method import Method
 
 BRANCHES = ("forget_multi", "forget_text", "anchor")
 # (branch, batch role): the six losses of one joint step
@@ -180,10 +181,10 @@ def run_public(method: Method, job: Job, opts: dict, k_rules: list[str]) -> Resu
     merge (see the module doc)."""
     import smfa_core
 
-    from ..trainer import _final_metrics
+    from ..trainer import final_metrics
     from .idk import with_refusals
-    from .smfa import _summary
-    from .smfa_modality import sum_deltas
+    from .smfa_stages import sum_deltas
+    from .smfa_stages import summary as _summary
 
     _refuse_multi_process()
     ks = {"multi": opts["k_image"] if opts["k_image"] >= 0 else opts["k"],
@@ -192,7 +193,7 @@ def run_public(method: Method, job: Job, opts: dict, k_rules: list[str]) -> Resu
     trainer, original = fit_joint(job, dataset, job.out / "checkpoints" / "joint", opts)
     joint = trainer.accelerator.unwrap_model(trainer.model)
     deltas = {b: joint.export(b, job.out / b, original) for b in BRANCHES}
-    metrics: dict = {"joint": _final_metrics(trainer), "sculpt": {}}
+    metrics: dict = {"joint": final_metrics(trainer), "sculpt": {}}
     del trainer, joint, original  # free the three branches before sculpting
     sculpted = []
     for view in ("multi", "text"):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ..data import ExampleDataset
+from ..job import Job, Result
 from ..losses import ce
-from ..method import Job, Method, Result
+from ..method import Method
 
 
 class TaskVector(Method):
@@ -31,11 +32,11 @@ class TaskVector(Method):
 
         from .. import models
         from ..distributed import whole_model
-        from ..trainer import _final_metrics, fit
+        from ..trainer import final_metrics, fit
 
         opts = self.resolve_options(job.options)
         trainer, _, original = fit(self, job, self.make_dataset(job), job.out / "checkpoints")
-        result = Result(metrics=_final_metrics(trainer))
+        result = Result(metrics=final_metrics(trainer))
         model = whole_model(trainer, job)  # the main process's; a collective under FSDP2 / ZeRO-3
         if model is not None:
             delta = models.export_delta(model, job.out / "delta", original=original)

@@ -3,26 +3,7 @@ offline-trained byte-level BPE tokenizer and a chat template (no hub access)."""
 
 from __future__ import annotations
 
-import os
-
-os.environ["SMFA_PLUGINS"] = ""  # before any plugin manager exists: no installed plugins leak in
-
-import pytest  # noqa: E402
-
-CHAT_TEMPLATE = (
-    "{% for m in messages %}{{ '<|' + m['role'] + '|>' + m['content'] + '<|eos|>' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
-)
-
-
-@pytest.fixture(autouse=True)
-def _no_third_party_plugins(monkeypatch):
-    from smfa_methods.plugins import reset_plugin_manager
-
-    monkeypatch.setenv("SMFA_PLUGINS", "")
-    reset_plugin_manager()
-    yield
-    reset_plugin_manager()
+import pytest
 
 
 @pytest.fixture(scope="session")
@@ -34,37 +15,23 @@ def bench_dir(tmp_path_factory):
     return out
 
 
-def make_tokenizer(corpus: list[str]):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    specials = ["<|pad|>", "<|eos|>", "<|user|>", "<|assistant|>"]
-    trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(corpus, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|eos|>", pad_token="<|pad|>",
-                                   additional_special_tokens=specials[2:])
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
-
-
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory, bench_dir):
-    """Directory of a random 2-layer Llama + tokenizer, saved like any local checkpoint."""
+    """Directory of a random 2-layer Llama + a tokenizer trained on the benchmark's text (the
+    tiny models' tokenizer, smfa_methods.testing.tiny), saved like any local checkpoint."""
     import json
 
     import torch
     import transformers as tf
+
+    from smfa_methods.testing.tiny import build_tokenizer
 
     corpus = []
     for name in ("eval.jsonl", "finetune.jsonl"):
         for line in (bench_dir / name).read_text().splitlines():
             d = json.loads(line)
             corpus += [d["question"], d["answer"]]
-    tok = make_tokenizer(corpus)
+    tok = build_tokenizer(512, corpus)
     cfg = tf.LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None,

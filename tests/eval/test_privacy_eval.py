@@ -133,6 +133,7 @@ def test_eval_with_privacy_writes_the_metrics(hold_bench, models, tmp_path):
     assert json.loads((out / "summary.json").read_text())["privacy"]["forget_quality"] == 1.0
 
 
+@pytest.mark.slow
 def test_bench_run_with_a_trained_oracle(tiny_checkpoint, tmp_path):
     """`smfa bench run --oracle-base`: the oracle is trained without the forget profiles,
     evaluated as a row, and every other row gets forget quality and MIA AUCs."""

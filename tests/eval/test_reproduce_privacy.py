@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from smfa_cli.main import cli
 from smfa_eval.reproduce.results import value
+
+pytestmark = pytest.mark.slow
 
 PRESET = """
 name = "privacy-test"

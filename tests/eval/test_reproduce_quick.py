@@ -12,6 +12,8 @@ from click.testing import CliRunner
 from smfa_cli.main import cli
 from smfa_eval.reproduce.results import value
 
+pytestmark = pytest.mark.slow
+
 MODELS = ("original", "smfa", "idk", "ga_diff", "kl_min", "manu", "mfa", "smfa:conflict", "smfa:magnitude")
 # The quick original (64 wide, 300 steps on 10 profiles' templates) reaches 0.86-0.97 ROUGE-L on
 # its own fine-tuning questions; a broken training stage (no answer-only loss, frozen

@@ -1,5 +1,5 @@
 """Shared fixtures for smfa_methods tests: tiny models saved once per session, small
-forget/retain JSONL files with images, and no third-party plugins."""
+forget/retain JSONL files with images (no third-party plugins: see tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,8 @@ import os
 
 import pytest
 
-os.environ["SMFA_PLUGINS"] = ""  # installed third-party plugins never load by accident
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-
-
-@pytest.fixture(autouse=True)
-def _no_third_party_plugins(monkeypatch):
-    from smfa_methods.plugins import reset_plugin_manager
-
-    monkeypatch.setenv("SMFA_PLUGINS", "")
-    reset_plugin_manager()
-    yield
-    reset_plugin_manager()
 
 
 _MODELS: dict = {}

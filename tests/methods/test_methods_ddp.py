@@ -225,6 +225,7 @@ def two_processes(tiny_model, text_data, tmp_path_factory):
     return {"tmp": tmp, "script": script, "loop": loop, "fsdp_args": fsdp_args}
 
 
+@pytest.mark.slow
 def test_kl_min_two_process_ddp(two_processes, tiny_model, text_data, tmp_path):
     from safetensors.torch import load_file
 
@@ -282,6 +283,7 @@ def _fsdp2_available() -> bool:
 
 
 @pytest.mark.skipif(not _fsdp2_available(), reason="this torch has no FSDP2 (fully_shard) or no gloo")
+@pytest.mark.slow
 def test_npo_fsdp2_two_processes_equal_one(two_processes, tmp_path):
     from safetensors.torch import load_file
 

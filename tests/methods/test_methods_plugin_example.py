@@ -30,6 +30,7 @@ def npo_installed():
         _pip("uninstall", "-y", "smfa-npo")
 
 
+@pytest.mark.slow  # pip-installs the example into the environment
 def test_example_plugin_round_trip(npo_installed, tiny_model, text_data, tmp_path):
     env = {**os.environ, "SMFA_PLUGINS": "smfa-npo", "HF_HUB_OFFLINE": "1"}
     listed = subprocess.run([*SMFA, "methods", "--json"], capture_output=True, text=True, env=env, timeout=300)

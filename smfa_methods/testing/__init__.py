@@ -1,0 +1,1 @@
+"""What exists for tests, the demo and the quick reproduction: tiny random models built offline."""

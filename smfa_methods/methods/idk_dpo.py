@@ -8,6 +8,7 @@ from ..data import Example, PairedDataset
 from ..job import Job
 from ..losses import answer_logprob, ce
 from ..method import Method
+from ..options import Option
 from .idk import with_refusals
 
 
@@ -34,7 +35,7 @@ class IdkDPO(Method):
     equation = ("L = -(2/β)·mean_f log σ(β·[(log π_θ - log π_ref)(y_idk|x) - (log π_θ - log π_ref)(y|x)])"
                 " + w·CE(D_r)")
     paper = "Rafailov et al. 2023, Direct Preference Optimization (NeurIPS); IdkDPO as in Zhang et al. 2024 (NPO)"
-    options = {"beta": 0.1, "retain_weight": 1.0}
+    options = {"beta": Option(0.1, "inverse temperature β (> 0)", min=1e-6, max=1e3), "retain_weight": Option(1.0, "weight of the retain-set term", min=0.0, max=1e6)}
     needs_reference = True
 
     def make_dataset(self, job: Job):

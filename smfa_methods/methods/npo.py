@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from ..losses import answer_lengths, answer_logprob, ce
 from ..method import Method
+from ..options import Option
 
 
 class NPO(Method):
@@ -22,7 +23,7 @@ class NPO(Method):
     description = "Negative Preference Optimization: sigmoid-bounded ascent on D_f vs the original + CE on D_r^few"
     equation = "L = -(2/β)·mean_f log σ(-β·(log π_θ(y|x) - log π_ref(y|x))) + w·CE(D_r)"
     paper = "Zhang et al. 2024, Negative Preference Optimization: From Catastrophic Collapse to Effective Unlearning"
-    options = {"beta": 0.1, "retain_weight": 1.0}
+    options = {"beta": Option(0.1, "inverse temperature β (> 0)", min=1e-6, max=1e3), "retain_weight": Option(1.0, "weight of the retain-set term", min=0.0, max=1e6)}
     needs_reference = True
 
     def compute_loss(self, model, inputs, trainer):
@@ -46,7 +47,8 @@ class SimNPO(Method):
     description = "SimNPO: reference-free, length-normalised NPO with margin γ + CE on D_r^few"
     equation = "L = -(2/β)·mean_f log σ(-(β/|y|)·log π_θ(y|x) - γ) + w·CE(D_r)"
     paper = "Fan et al. 2024, Simplicity Prevails: Rethinking Negative Preference Optimization for LLM Unlearning"
-    options = {"beta": 2.5, "gamma": 0.0, "retain_weight": 1.0}
+    options = {"beta": Option(2.5, "inverse temperature β (> 0)", min=1e-6, max=1e3),
+               "gamma": Option(0.0, "margin γ", min=-1e3, max=1e3), "retain_weight": Option(1.0, "weight of the retain-set term", min=0.0, max=1e6)}
 
     def compute_loss(self, model, inputs, trainer):
         opts = trainer.method_options

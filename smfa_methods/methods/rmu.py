@@ -8,6 +8,7 @@ import torch
 
 from ..errors import MethodError
 from ..method import Method
+from ..options import Option
 
 
 def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
@@ -74,7 +75,10 @@ class RMU(Method):
     equation = "L = mean_f ‖h_θ^ℓ - c·u‖² + α·mean_r ‖h_θ^ℓ - h_orig^ℓ‖²"
     paper = "Li et al. 2024, The WMDP Benchmark: Measuring and Reducing Malicious Use With Unlearning (ICML)"
     reference = "original model's layer-ℓ activations on D_r (adapter disabled under LoRA; frozen copy under full)"
-    options = {"layer": -1, "steering_coeff": 6.5, "alpha": 100.0, "seed": 0}
+    options = {"layer": Option(-1, "decoder layer ℓ steered (-1: a quarter of the way in)", min=-1, max=10_000),
+               "steering_coeff": Option(6.5, "c: scale of the random control vector", min=0.0, max=1e6),
+               "alpha": Option(100.0, "α: weight of the retain activation term", min=0.0, max=1e9),
+               "seed": Option(0, "seed of the random direction u", min=0, max=2**31 - 1)}
     needs_reference = True
 
     def compute_loss(self, model, inputs, trainer):

@@ -6,6 +6,7 @@ from ..data import ExampleDataset
 from ..job import Job, Result
 from ..losses import ce
 from ..method import Method
+from ..options import Option
 
 
 class TaskVector(Method):
@@ -17,7 +18,7 @@ class TaskVector(Method):
     description = "Task vector negation: fine-tune on D_f, merge the original with the delta scaled by -α"
     equation = "θ = θ_o - α·(θ_ft - θ_o),  θ_ft = argmin CE(D_f)"
     paper = "Ilharco et al. 2023, Editing Models with Task Arithmetic (ICLR)"
-    options = {"alpha": 1.0}
+    options = {"alpha": Option(1.0, "α: θ = θ_o - α·Δ", min=0.0, max=1e3)}
 
     def make_dataset(self, job: Job):
         return ExampleDataset(job.forget)

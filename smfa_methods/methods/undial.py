@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from ..losses import answer_positions, ce
 from ..method import Method
+from ..options import Option
 
 
 def undial_targets(ref_logits: torch.Tensor, targets: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -27,7 +28,8 @@ class UNDIAL(Method):
     description = "UNDIAL: self-distil to the original's logits with the answer token lowered by γ + CE on D_r^few"
     equation = "L = mean_{f,t} CE(softmax(z_ref,t - γ·onehot(y_t)), softmax(z_θ,t)) + w·CE(D_r)"
     paper = "Dong et al. 2025, UNDIAL: Self-Distillation with Adjusted Logits for Robust Unlearning in LLMs (NAACL)"
-    options = {"gamma": 10.0, "retain_weight": 1.0}
+    options = {"gamma": Option(10.0, "γ: how far the target token's logit is lowered", min=0.0, max=1e4),
+               "retain_weight": Option(1.0, "weight of the retain-set term", min=0.0, max=1e6)}
     needs_reference = True
 
     def compute_loss(self, model, inputs, trainer):

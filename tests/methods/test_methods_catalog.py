@@ -36,4 +36,6 @@ def test_methods_verbose():
     for name in FIELD:
         assert f"{name}  [smfa_methods.builtin]" in r.output
     assert "loss:      L = -(2/β)·mean_f log σ(-β·(log π_θ(y|x) - log π_ref(y|x)))" in r.output
-    assert "adapter disabled under --lora" in r.output and "options:   beta=0.1, retain_weight=1.0" in r.output
+    assert "adapter disabled under --lora" in r.output
+    # each option with its type, range, default and help line (typed options)
+    assert "  options:\n    beta: float in [1e-06, 1000], default 0.1: inverse temperature" in r.output

@@ -104,7 +104,9 @@ def test_options_are_typed_by_their_default():
     from smfa_methods.registry import get_method
 
     smfa = get_method("smfa")
-    assert smfa.resolve_options({"k": "2", "mode": "conflict"}) == {"k": 2.0, "mode": "conflict", "eps": 1e-8}
+    assert smfa.resolve_options({"k": "2", "mode": "conflict"}) == {
+        "k": 2.0, "mode": "conflict", "eps": 1e-8, "k_rules": [], "per_modality": False, "k_image": -1.0,
+        "k_text": -1.0, "variant": "paper"}
     assert isinstance(smfa.resolve_options({"k": "2"})["k"], float)
     with pytest.raises(Exception, match="'mode' of 'smfa' must be a string"):
         smfa.resolve_options({"mode": True})

@@ -77,8 +77,9 @@ def test_unknown_method_lists_available():
 def test_options_validation():
     m = get_method("smfa")
     assert m.resolve_options({"k": 2}) == {"k": 2.0, "mode": "both", "eps": 1e-8, "k_rules": [],
-                                           "per_modality": False, "k_image": -1.0, "k_text": -1.0}
-    with pytest.raises(MethodError, match="no option zz; valid: eps, k, k_image, k_rules, k_text, mode, per_modality"):
+                                           "per_modality": False, "k_image": -1.0, "k_text": -1.0,
+                                           "variant": "paper"}
+    with pytest.raises(MethodError, match="no option zz; valid: eps, k, k_image, k_rules, k_text, mode, per_modality, variant"):
         m.resolve_options({"zz": 1})
     with pytest.raises(MethodError, match="must be a number"):
         m.resolve_options({"k": "big"})

@@ -9,8 +9,8 @@ import math
 
 import pytest
 import torch
+from stub_model import StubModel
 
-from smfa_methods.losses import token_ce
 from smfa_methods.methods.grad_ascent import GradAscent
 from smfa_methods.methods.idk_dpo import IdkDPO
 from smfa_methods.methods.npo import NPO, SimNPO
@@ -23,16 +23,6 @@ LN2, LN4 = math.log(2), math.log(4)
 
 def logsig(x: float) -> float:
     return -math.log1p(math.exp(-x))
-
-
-class StubModel(torch.nn.Module):
-    """Returns the logits carried in the batch; loss = mean CE over labelled tokens."""
-
-    def forward(self, stub_logits, labels, **_):
-        out = type("Out", (), {})()
-        out.logits = stub_logits
-        out.loss = token_ce(stub_logits, labels)
-        return out
 
 
 class StubTrainer:

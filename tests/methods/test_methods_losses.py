@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from stub_model import StubModel
 
 from smfa_methods.losses import answer_kl, ce, token_ce
 from smfa_methods.methods.ga_diff import GADiff
@@ -13,16 +14,6 @@ from smfa_methods.methods.idk import IdkTuning
 from smfa_methods.methods.kl_min import KLMin
 
 V = 4
-
-
-class StubModel(torch.nn.Module):
-    """Returns the logits carried in the batch; loss = mean CE over labelled tokens."""
-
-    def forward(self, stub_logits, labels, **_):
-        out = type("Out", (), {})()
-        out.logits = stub_logits
-        out.loss = token_ce(stub_logits, labels)
-        return out
 
 
 def _batch(target_logit: float) -> dict:

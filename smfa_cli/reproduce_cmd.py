@@ -35,6 +35,9 @@ def _plan(preset, seed: int, out: Path, tune: bool, progress: bool | None = None
     else:
         lines.append(f"splits {list(pr.splits)}; ablation and k-sweep {list(pr.k_sweep)} on {pr.ablation_split}; "
                      f"eval limit {pr.eval_limit}, max_new_tokens {pr.max_new_tokens}")
+    if pr.privacy:
+        lines.append(f"privacy: MCQ, truth ratio, MIA, over-refusal on every split; oracle (forget quality) and "
+                     f"attacks {list(pr.attacks)} on {list(pr.oracle_split_list())}")
     if p.launch is not None:
         from smfa_eval.reproduce.launch_plan import launch_plan
 

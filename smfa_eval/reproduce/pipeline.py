@@ -197,7 +197,7 @@ class Reproduction:
                 if method == "smfa":
                     smfa_k = opts.get("k", 1.0)
                     self._smfa_variants(bench, original, d, split, smfa_k)
-            if p.protocol.privacy:
+            if split in p.protocol.oracle_split_list():
                 from .privacy_steps import privacy_split
 
                 privacy_split(self, bench, split, unlearned)

@@ -77,12 +77,20 @@ class Protocol:
     sequential_forget: str = "request"  # or "cumulative": one growing forget set
     privacy: bool = False               # oracle, MCQ / truth ratio / MIA ... (privacy_steps.py)
     attacks: tuple[str, ...] = ()       # of relearn, int8, int4, perturb (needs privacy)
+    # the splits that get a retrained oracle (forget quality) and the attacks; default: every
+    # split. Each oracle costs one more run of the original's stage, so a small machine may
+    # name the ablation split only; MCQ / truth ratio / MIA / over-refusal still cover every split.
+    oracle_splits: tuple[str, ...] = ()
     # also run the public re-implementation's SMFA (the method's variant = "public": the anchor
     # trained jointly with two forget views, the two sculpted deltas averaged) on the ablation
     # split, as the row smfa:public; public_retain: its retain data, "full" (every profile outside
     # the forget set, as the re-implementation trains on) or "few" (the split's D_r^few)
     public_variant: bool = False
     public_retain: str = "full"
+
+    def oracle_split_list(self) -> tuple[str, ...]:
+        """The splits that get an oracle and the attacks (none without privacy)."""
+        return (self.oracle_splits or self.splits) if self.privacy else ()
 
 
 @dataclass(frozen=True)
@@ -272,7 +280,7 @@ def load_preset(name_or_path: str) -> Preset:
     unlearn = _typed(Unlearn, raw.get("unlearn", {}), src, "unlearn")
     _check(unlearn.mode in ("lora", "full"), src, "unlearn.mode", f"must be lora or full, got {unlearn.mode!r}")
     protocol = _typed(Protocol, raw.get("protocol", {}), src, "protocol")
-    for s in (*protocol.splits, protocol.ablation_split):
+    for s in (*protocol.splits, protocol.ablation_split, *protocol.oracle_splits):
         _check(s in SPLITS, src, "protocol", f"names split {s!r}; valid: {list(SPLITS)}")
     _check(protocol.ablation_split in protocol.splits, src, "protocol.ablation_split", "must be one of the splits")
     _check(isinstance(protocol.sequential, int), src, "protocol.sequential", "must be an integer (0 = off)")
@@ -283,6 +291,9 @@ def load_preset(name_or_path: str) -> Preset:
     bad = sorted(set(protocol.attacks) - {"relearn", "int8", "int4", "perturb"})
     _check(not bad, src, "protocol.attacks", f"has unknown attack(s) {bad}; valid: relearn, int8, int4, perturb")
     _check(protocol.privacy or not protocol.attacks, src, "protocol.attacks", "needs protocol.privacy = true")
+    _check(protocol.privacy or not protocol.oracle_splits, src, "protocol.oracle_splits", "needs protocol.privacy = true")
+    _check(set(protocol.oracle_splits) <= set(protocol.splits), src, "protocol.oracle_splits",
+           f"must name splits of protocol.splits ({list(protocol.splits)})")
     _check(protocol.public_retain in ("full", "few"), src, "protocol.public_retain",
            f"must be full or few, got {protocol.public_retain!r}")
     _check(methods.get("smfa", {}).get("variant", "paper") == "paper", src, "methods.smfa.variant",

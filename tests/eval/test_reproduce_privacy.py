@@ -105,8 +105,30 @@ def test_preset_attack_errors_name_the_key(tmp_path):
     for old, new, match in (('attacks = ["relearn", "int8", "int4", "perturb"]', 'attacks = ["int3"]',
                              r"protocol\.attacks.*unknown attack\(s\) \['int3'\]"),
                             ("privacy = true", "privacy = false", r"protocol\.attacks.*needs protocol\.privacy"),
-                            ("holdout = 2", "holdout = 2\nholdouts = 1", r"\[bench\] has unknown key")):
+                            ("holdout = 2", "holdout = 2\nholdouts = 1", r"\[bench\] has unknown key"),
+                            ("privacy = true", 'privacy = true\noracle_splits = ["forget05"]',
+                             r"protocol\.oracle_splits.*must name splits of protocol\.splits"),
+                            ('privacy = true\nattacks = ["relearn", "int8", "int4", "perturb"]',
+                             'privacy = false\noracle_splits = ["forget10"]',
+                             r"protocol\.oracle_splits.*needs protocol\.privacy")):
         p = tmp_path / "p.toml"
         p.write_text(PRESET.replace(old, new))
         with pytest.raises(PresetError, match=match):
             load_preset(str(p))
+
+
+def test_oracle_splits_limit_the_oracle_and_attacks(tmp_path):
+    """Oracle and attacks run on `oracle_splits` only (default: every split); --dry-run says so."""
+    from smfa_eval.reproduce.preset import load_preset
+
+    text = PRESET.replace('splits = ["forget10"]', 'splits = ["forget05", "forget10"]')
+    p = tmp_path / "p.toml"
+    p.write_text(text)
+    assert load_preset(str(p)).protocol.oracle_split_list() == ("forget05", "forget10")
+    p.write_text(text.replace("privacy = true", 'privacy = true\noracle_splits = ["forget10"]'))
+    assert load_preset(str(p)).protocol.oracle_split_list() == ("forget10",)
+    r = CliRunner().invoke(cli, ["reproduce", "--preset", str(p), "--dry-run", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    assert "attacks ['relearn', 'int8', 'int4', 'perturb'] on ['forget10']" in r.output
+    p.write_text(text.replace('privacy = true\nattacks = ["relearn", "int8", "int4", "perturb"]', "privacy = false"))
+    assert load_preset(str(p)).protocol.oracle_split_list() == ()

@@ -1,63 +1,93 @@
-"""Weight-only quantization attack: int8 (symmetric, one scale per output channel) or int4
-(asymmetric, a scale and zero point per group of `group_size` input weights), round to
-nearest, as torchao's Int8WeightOnly / Int4WeightOnly configs and optimum-quanto's qint8 /
-qint4 weights do.
+"""Weight-only quantization attack with torchao: int8 (symmetric, one scale per output
+channel: `Int8WeightOnlyConfig`) or int4 (asymmetric, a scale and zero point per group of
+`group_size` input weights: `IntxWeightOnlyConfig(weight_dtype=int4, PerGroup)`).
 
-Neither library is importable in this project's environment (and installing one pulls a
-different torch), so the codes are computed here in plain torch and dequantized back into the
-checkpoint: a weight-only kernel multiplies by exactly these dequantized values, so the
-model's outputs are those of the quantized model up to accumulation order, and the result is
-an ordinary checkpoint that every other command loads. `quantize_tensor` is checked against
-hand-worked codes in the tests. lm_head stays in full precision (the usual practice, and
-torchao's default filter skips it too for tied embeddings).
+Why torchao: it is PyTorch's own quantization library, installs beside the pinned CPU torch
+without touching it, and its weight-only configs run on CPU. optimum-quanto would do too but
+is in maintenance mode. torchao's `Int4WeightOnlyConfig` needs CUDA (tinygemm) or the mslk
+kernels; the Intx config is its CPU path for the same int4 scheme, so it is the one used here.
+
+torchao replaces each weight by a tensor subclass (codes + scales) that every later command
+would have to know about. We quantize with torchao, then store its `dequantize()` values in an
+ordinary checkpoint: a weight-only kernel multiplies the activations by exactly these values,
+so the checkpoint computes what the torchao-quantized model computes (a test compares the two
+models' logits) and loads everywhere. lm_head stays in full precision (the usual practice for
+weight-only schemes; with tied embeddings it is the embedding matrix too).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 
 BITS = (8, 4)
+BACKEND = "torchao"  # part of every quantize attack's fingerprint: outputs of another backend are not reused
 
 
-def quantize_tensor(w: torch.Tensor, bits: int, group_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    """(integer codes, dequantized weight) of a 2-D weight [out, in]. int8: codes in
-    [-127, 127], scale = max|w| / 127 per row. int4: codes in [0, 15] per group of
-    `group_size` columns (the whole row when `in` is not a multiple), scale = (max - min) / 15,
-    zero point = round(-min / scale)."""
-    if w.dim() != 2:
-        raise ValueError(f"expected a 2-D weight, got shape {tuple(w.shape)}")
-    x = w.detach().float()
+def _torchao():
+    """Import torchao quietly (it logs a warning per CUDA-only extension it cannot load)."""
+    names = ("torchao", "torch.utils._pytree")
+    levels = [logging.getLogger(n).level for n in names]
+    for n in names:
+        logging.getLogger(n).setLevel(logging.ERROR)
+    try:
+        import torchao
+        from torchao.quantization import Int8WeightOnlyConfig, IntxWeightOnlyConfig, quantize_
+        from torchao.quantization.granularity import PerGroup
+        from torchao.quantization.quant_primitives import MappingType
+    except ImportError as exc:
+        raise RuntimeError(f"the quantization attack needs torchao ({exc}): pip install torchao") from None
+    finally:
+        for n, lv in zip(names, levels, strict=True):
+            logging.getLogger(n).setLevel(lv)
+    return torchao, quantize_, Int8WeightOnlyConfig, IntxWeightOnlyConfig, PerGroup, MappingType
+
+
+def _config(bits: int, group_size: int):
+    _, _, int8_cfg, intx_cfg, per_group, mapping = _torchao()
     if bits == 8:
-        scale = (x.abs().amax(dim=1, keepdim=True) / 127).clamp(min=1e-12)
-        q = torch.clamp(torch.round(x / scale), -127, 127)
-        return q.to(torch.int8), (q * scale).to(w.dtype)
-    if bits != 4:
-        raise ValueError(f"bits must be one of {BITS}, got {bits}")
-    rows, cols = x.shape
-    g = group_size if cols % group_size == 0 else cols
-    xg = x.reshape(rows, cols // g, g)
-    lo, hi = xg.amin(dim=2, keepdim=True), xg.amax(dim=2, keepdim=True)
-    scale = ((hi - lo) / 15).clamp(min=1e-12)
-    zero = torch.clamp(torch.round(-lo / scale), 0, 15)
-    q = torch.clamp(torch.round(xg / scale) + zero, 0, 15)
-    deq = ((q - zero) * scale).reshape(rows, cols)
-    return q.reshape(rows, cols).to(torch.uint8), deq.to(w.dtype)
+        return int8_cfg(), "Int8WeightOnlyConfig()"
+    if bits == 4:
+        return (intx_cfg(weight_dtype=torch.int4, granularity=per_group(group_size), mapping_type=mapping.ASYMMETRIC),
+                f"IntxWeightOnlyConfig(weight_dtype=int4, granularity=PerGroup({group_size}), mapping_type=ASYMMETRIC)")
+    raise ValueError(f"bits must be one of {BITS}, got {bits}")
+
+
+def _eligible(mod: torch.nn.Module, fqn: str, group_size: int, bits: int) -> bool:
+    """Every nn.Linear but lm_head; for int4, those whose input width is a multiple of the group."""
+    return (isinstance(mod, torch.nn.Linear) and not fqn.endswith("lm_head")
+            and (bits == 8 or mod.in_features % group_size == 0))
+
+
+def quantize_model_torchao(model: torch.nn.Module, bits: int, group_size: int = 32) -> dict:
+    """Quantize `model` in place with torchao (weights become torchao tensor subclasses)."""
+    torchao, quantize_, *_ = _torchao()
+    cfg, text = _config(bits, group_size)
+    skipped = [n for n, m in model.named_modules()
+               if isinstance(m, torch.nn.Linear) and not n.endswith("lm_head") and not _eligible(m, n, group_size, bits)]
+    quantize_(model, cfg, filter_fn=lambda m, fqn: _eligible(m, fqn, group_size, bits))
+    return {"bits": bits, "group_size": group_size if bits == 4 else None, "backend": f"torchao {torchao.__version__}",
+            "config": text, "skipped": skipped}
 
 
 def quantize_model(model: torch.nn.Module, bits: int, group_size: int = 32) -> dict:
-    """Replace every nn.Linear weight except lm_head by its dequantized codes, in place."""
+    """Quantize every eligible nn.Linear with torchao and write its dequantized weight back as
+    a plain parameter, in place: the model computes the quantized model's outputs and saves
+    as an ordinary checkpoint."""
+    info = quantize_model_torchao(model, bits, group_size)
+    from torchao.utils import TorchAOBaseTensor
+
     n = params = 0
     with torch.no_grad():
-        for name, mod in model.named_modules():
-            if isinstance(mod, torch.nn.Linear) and not name.endswith("lm_head"):
-                _, deq = quantize_tensor(mod.weight, bits, group_size)
-                mod.weight.copy_(deq)
+        for _, mod in model.named_modules():
+            w = getattr(mod, "weight", None)
+            if isinstance(mod, torch.nn.Linear) and isinstance(w, TorchAOBaseTensor):
+                mod.weight = torch.nn.Parameter(w.dequantize().to(w.dtype))
                 n += 1
                 params += mod.weight.numel()
-    return {"bits": bits, "group_size": group_size if bits == 4 else None, "linears": n, "weights": params,
-            "backend": "torch round-to-nearest (dequantized checkpoint)"}
+    return {**info, "linears": n, "weights": params}
 
 
 def quantize_checkpoint(model: Path, out: Path, bits: int, group_size: int = 32) -> dict:

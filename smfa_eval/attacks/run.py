@@ -9,6 +9,7 @@ from typing import Any
 
 from ..schema import Bench
 from . import AttackError, finished, method_label, record
+from .quantize import BACKEND as QUANTIZE_BACKEND
 
 KINDS = ("relearn", "quantize", "perturb")
 # `smfa attack`'s defaults by attacked-model suffix (what `smfa bench run --attack` uses)
@@ -44,7 +45,7 @@ def run_attack(kind: str, model: Path, data: Path, split: str, out: Path, *, par
         raise AttackError(f"--bits must be 8 or 4, got {params['bits']}")
     name = f"{label or method_label(model)}+{attack_name(kind, params)}"
     settings = {"attack": kind, "model": str(model.resolve()), "data": str(bench.root.resolve()), "split": split,
-                **params}
+                **params, **({"backend": QUANTIZE_BACKEND} if kind == "quantize" else {})}
     out.mkdir(parents=True, exist_ok=True)
     result = finished(out, settings)
     if result is None:

@@ -81,9 +81,10 @@ class Reproduction:
         d = self.steps.run("bench", cfg, lambda tmp: build(tmp, overwrite=True, seed=self.seed, **self.preset.bench))
         return Bench(d)
 
-    def original(self, bench: Bench) -> Path:
+    def original(self, bench: Bench, stages: tuple[str, ...] = ("pretrain", "original")) -> Path:
         """The model every method unlearns from: a local checkpoint ([model] path) or one built
-        from scratch and trained in the two stages."""
+        from scratch and trained in the two stages (`stages`: the first of them only, to get
+        the model the original's stage starts from)."""
         p = self.preset
         if "path" in p.model:
             base = model_path(p)
@@ -96,7 +97,7 @@ class Reproduction:
                 bench.root, tmp, arch=p.arch, vocab_size=p.model["vocab_size"], seed=self.seed, **shape) and None,
                 reads=("bench",))
         model, reads = base, ("bench", "base") if "path" not in p.model else ("bench",)
-        for name in ("pretrain", "original"):
+        for name in stages:
             stage = getattr(p, name)
             if stage is None:
                 continue
@@ -182,6 +183,17 @@ class Reproduction:
             from ..sequential import request_groups
 
             request_groups(bench.split(p.protocol.ablation_split).forget, p.protocol.sequential)
+        oracle_splits = [s for s in p.protocol.oracle_split_list() if s in p.protocol.splits]
+        if oracle_splits:
+            # the oracles need only the original's starting point: trained first, so that a second
+            # process sharing OUT (steps.py) can train the original meanwhile; one that another
+            # process is training now is left to privacy_split, which waits for it
+            from .privacy_steps import oracle_model
+
+            self.original(bench, stages=("pretrain",))
+            for split in oracle_splits:
+                if not self.steps.busy(f"oracle/{split}"):
+                    oracle_model(self, bench, split)
         original = self.original(bench)
         reads = self._model_reads
         for split in p.protocol.splits:

@@ -32,7 +32,7 @@ def stage_source(repro: Reproduction) -> tuple[Path, tuple[str, ...]]:
     """The model the original's stage started from, and the steps it reads."""
     from .pipeline import model_path
 
-    reads = tuple(r for r in repro._model_reads if r != "original")
+    reads = tuple(r for r in repro._model_reads if r != "original")  # set by repro.original()
     if "pretrain" in reads:
         return repro.out / "pretrain" / "model", reads
     if "base" in reads:
@@ -85,6 +85,10 @@ def attack_model(repro: Reproduction, bench: Bench, model: Path, split: str, met
     name = f"attack/{split}/{method.replace(':', '-')}/{attack}"
     lr = repro.preset.unlearn.lr
     cfg = {"attack": attack, "model": str(model), **(RELEARN if attack == "relearn" else {}), "lr": lr}
+    if attack in ("int8", "int4"):
+        from ..attacks.quantize import BACKEND
+
+        cfg["backend"] = BACKEND
 
     def build(tmp: Path) -> dict:
         if attack in ("int8", "int4"):

@@ -5,15 +5,22 @@ whose record and output are both there with the same fingerprint; a step whose s
 changed runs again (and so does everything downstream, whose fingerprints change with it).
 A step is built in a temporary sibling and renamed into place when complete, so an
 interrupted run never leaves a directory that looks finished.
+
+Several processes may share one OUT (say `smfa reproduce --split forget05` in a second shell
+while the first runs the rest): a step is built under an exclusive lock (`OUT/.locks/NAME.lock`),
+so a second process that needs it waits and then reuses it, and the ledger is re-read and
+merged under its own lock on every check and write, so no process drops another's records.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +38,56 @@ class Steps:
         self.out = out
         self.log = log
         self.path = out / "manifest.json"
-        self.records: dict[str, dict] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.records: dict[str, dict] = {}
+        self._reload()
 
-    def _save(self) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(self.records, indent=2, sort_keys=True) + "\n")
-        tmp.replace(self.path)
+    @contextlib.contextmanager
+    def _lock(self, name: str) -> Iterator[bool]:
+        """Hold OUT/.locks/NAME.lock exclusively; yields whether another process held it first."""
+        d = self.out / ".locks"
+        d.mkdir(parents=True, exist_ok=True)
+        with open(d / f"{name.replace('/', '%')}.lock", "a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                waited = False
+            except BlockingIOError:
+                waited = True
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield waited
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def busy(self, name: str) -> bool:
+        """Whether another process is building `name` right now."""
+        path = self.out / ".locks" / f"{name.replace('/', '%')}.lock"
+        if not path.is_file():
+            return False
+        with open(path, "a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
+
+    def _reload(self) -> None:
+        """Merge the ledger on disk (other processes' steps) into ours."""
+        if self.path.is_file():
+            self.records.update(json.loads(self.path.read_text()))
+
+    def _save(self, name: str) -> None:
+        with self._lock("manifest.json"):
+            disk = json.loads(self.path.read_text()) if self.path.is_file() else {}
+            disk[name] = self.records[name]
+            self.records = {**self.records, **disk}
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text(json.dumps(disk, indent=2, sort_keys=True) + "\n")
+            tmp.replace(self.path)
 
     def done(self, name: str, fp: str) -> bool:
+        with self._lock("manifest.json"):
+            self._reload()
         rec = self.records.get(name)
         return bool(rec and rec.get("fingerprint") == fp and (self.out / rec["dir"]).exists())
 
@@ -51,22 +100,26 @@ class Steps:
         if self.done(name, fp):
             self.log(f"[skip] {name} (done, {self.records[name]['wall_s']:.0f} s)")
             return final
-        tmp = final.with_name(f".{final.name}.tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        tmp.mkdir()
-        self.log(f"[run ] {name}")
-        t0 = time.perf_counter()
-        extra = build(tmp)
-        wall = time.perf_counter() - t0
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-        self.records[name] = {"fingerprint": fp, "dir": name, "wall_s": round(wall, 2),
-                              "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "config": config,
-                              **({"info": extra} if isinstance(extra, dict) else {})}
-        self._save()
+        with self._lock(name) as waited:
+            if waited and self.done(name, fp):  # another process built it while we waited
+                self.log(f"[skip] {name} (built by another process, {self.records[name]['wall_s']:.0f} s)")
+                return final
+            tmp = final.with_name(f".{final.name}.tmp")
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            tmp.mkdir()
+            self.log(f"[run ] {name}")
+            t0 = time.perf_counter()
+            extra = build(tmp)
+            wall = time.perf_counter() - t0
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)
+            self.records[name] = {"fingerprint": fp, "dir": name, "wall_s": round(wall, 2),
+                                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "config": config,
+                                  **({"info": extra} if isinstance(extra, dict) else {})}
+            self._save(name)
         self.log(f"[done] {name} in {wall:.0f} s")
         return final
 

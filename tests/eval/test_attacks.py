@@ -13,28 +13,41 @@ from click.testing import CliRunner
 
 from smfa_cli.main import cli
 from smfa_eval.attacks import AttackError
-from smfa_eval.attacks.quantize import quantize_model, quantize_tensor
+from smfa_eval.attacks.quantize import quantize_checkpoint, quantize_model, quantize_model_torchao
 from smfa_eval.schema import Bench
 
 
+def _linear(w: list[list[float]]) -> torch.nn.Sequential:
+    lin = torch.nn.Linear(len(w[0]), len(w), bias=False)
+    lin.weight.data = torch.tensor(w)
+    return torch.nn.Sequential(lin)
+
+
 def test_int8_codes_hand_worked():
-    w = torch.tensor([[1.27, -0.5, 0.02], [0.0, 0.0, 0.0]])
-    q, deq = quantize_tensor(w, 8)
-    # row 0: scale = 1.27 / 127 = 0.01 -> codes 127, -50, 2; row 1: all zero
-    assert q.tolist() == [[127, -50, 2], [0, 0, 0]] and q.dtype == torch.int8
-    assert torch.allclose(deq, torch.tensor([[1.27, -0.5, 0.02], [0.0, 0.0, 0.0]]), atol=1e-6)
+    # row 0: scale = max|w| / 127.5 = 1 / 127.5 -> codes 127 (127.5 clamps), -64 (-63.75), 38 (38.25)
+    m = _linear([[1.0, -0.5, 0.3], [0.0, 0.0, 0.0]])
+    info = quantize_model(m, 8)
+    assert info["backend"].startswith("torchao") and info["linears"] == 1
+    assert type(m[0].weight) is torch.nn.Parameter  # an ordinary weight again, saved like any other
+    expect = torch.tensor([[127.0, -64.0, 38.0], [0.0, 0.0, 0.0]]) / 127.5
+    assert torch.allclose(m[0].weight, expect, atol=1e-6)
 
 
 def test_int4_codes_hand_worked():
-    # two groups of 4: [-1, 0, 2, 0.4]: lo -1, hi 2, scale 0.2, zero 5 -> codes 0, 5, 15, 7;
-    # [0, 1, 3, 0.8]: scale 0.2, zero 0 -> 0, 5, 15, 4. 0.3 lies between codes: it rounds to 0.2 x 2 = 0.4
-    w = torch.tensor([[-1.0, 0.0, 2.0, 0.4, 0.0, 1.0, 3.0, 0.8], [-1.0, 0.0, 2.0, 0.3, 0.0, 1.0, 3.0, 0.8]])
-    q, deq = quantize_tensor(w, 4, group_size=4)
-    assert q[0].tolist() == [0, 5, 15, 7, 0, 5, 15, 4] and q.dtype == torch.uint8
-    assert torch.allclose(deq[0], w[0], atol=1e-6)
-    assert deq[1, 3].item() == pytest.approx(0.4, abs=1e-6)
+    # groups of 4, asymmetric with zero inside the range: [-1, 0, 2, 0.4]: scale 3/15 = 0.2, zero
+    # point -8 + 5 = -3, codes -8, -3, 7, -1 (exact). [0.6, 1, 3, 0.8]: the range is [0, 3], not
+    # [0.6, 3], so the scale is again 0.2 and 0.6 is exact. Row 1: 0.3 lies between codes -> 0.4.
+    rows = [[-1.0, 0.0, 2.0, 0.4, 0.6, 1.0, 3.0, 0.8], [-1.0, 0.0, 2.0, 0.3, 0.6, 1.0, 3.0, 0.8]]
+    m = _linear(rows)
+    quantize_model_torchao(m, 4, group_size=4)
+    w = m[0].weight
+    assert w.qdata[0].tolist() == [-8, -3, 7, -1, -5, -3, 7, -4] and w.zero_point[0].tolist() == [-3, -8]
+    m2 = _linear(rows)
+    quantize_model(m2, 4, group_size=4)
+    assert torch.allclose(m2[0].weight[0], torch.tensor([-1.0, 0.0, 2.0, 0.4, 0.6, 1.0, 3.0, 0.8]), atol=1e-6)
+    assert m2[0].weight[1, 3].item() == pytest.approx(0.4, abs=1e-6)
     with pytest.raises(ValueError, match="bits must be"):
-        quantize_tensor(w, 3)
+        quantize_model(_linear([[1.0, 2.0]]), 3)
 
 
 def test_quantize_model_keeps_lm_head_and_leaves_few_levels(tiny_checkpoint):
@@ -48,6 +61,26 @@ def test_quantize_model_keeps_lm_head_and_leaves_few_levels(tiny_checkpoint):
     for row in w.reshape(w.shape[0], -1, 16)[:4]:
         for group in row:
             assert len(torch.unique(group)) <= 16
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_saved_checkpoint_computes_what_the_torchao_model_computes(tiny_checkpoint, tmp_path, bits):
+    """The dequantized checkpoint and torchao's quantized model (its own tensor subclasses and
+    kernels) give the same logits: the attack evaluates the quantized model, not an imitation."""
+    from smfa_methods.models import load_model
+
+    src = tiny_checkpoint("llama")
+    ids = torch.tensor([[1, 5, 9, 3, 7, 2]])
+    live = load_model(src).model.eval()
+    before = live(input_ids=ids).logits
+    quantize_model_torchao(live, bits, group_size=16)
+    info = quantize_checkpoint(src, tmp_path / "q", bits, group_size=16)
+    saved = load_model(tmp_path / "q").model.eval()
+    with torch.no_grad():
+        a, b = live(input_ids=ids).logits, saved(input_ids=ids).logits
+    assert info["linears"] > 0 and not info["skipped"]
+    assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(before, b, atol=1e-4)  # and it is quantized
 
 
 def test_relearn_split_and_exclusions(small_bench):

@@ -4,6 +4,7 @@ ceiling, results records, the tuning rule and the claims."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -84,6 +85,45 @@ def test_cli_refuses_tuning_on_the_test_seed_and_prints_a_dry_run(tmp_path):
     r = CliRunner().invoke(cli, ["reproduce", "--preset", "nope", "--dry-run"])
     assert r.exit_code == 1 and "no preset 'nope'" in r.output
     assert not list(tmp_path.iterdir())  # nothing written by refused runs
+
+
+def _share_steps(out: str, own: str, started) -> None:
+    """One of two processes sharing a run directory (test below)."""
+    import os
+    import time
+
+    s = Steps(Path(out), log=lambda _: None)
+
+    def slow(d):
+        started.set()
+        time.sleep(1.0)
+        (d / "pid").write_text(str(os.getpid()))
+
+    s.run("shared", {"v": 1}, slow)
+    s.run(own, {}, lambda d: (d / "x").write_text(own), reads=("shared",))
+
+
+def test_steps_shared_by_two_processes_build_each_step_once(tmp_path):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    started = ctx.Event()
+    a = ctx.Process(target=_share_steps, args=(str(tmp_path), "only_a", started))
+    a.start()
+    assert started.wait(30)  # a holds the lock of "shared" and is building it
+    assert Steps(tmp_path, log=lambda _: None).busy("shared")
+    b = ctx.Process(target=_share_steps, args=(str(tmp_path), "only_b", ctx.Event()))
+    b.start()
+    a.join(60)
+    b.join(60)
+    assert a.exitcode == 0 and b.exitcode == 0
+    assert (tmp_path / "shared" / "pid").read_text() == str(a.pid)  # b waited and reused a's step
+    ledger = json.loads((tmp_path / "manifest.json").read_text())
+    assert set(ledger) == {"shared", "only_a", "only_b"}  # neither process dropped the other's record
+    calls = []
+    s = Steps(tmp_path, log=lambda _: None)
+    s.run("only_b", {}, lambda d: calls.append(d), reads=("shared",))
+    assert calls == [] and not s.busy("shared") and not s.busy("never_built")
 
 
 def test_steps_skip_rerun_and_never_publish_a_failed_step(tmp_path):

@@ -13,7 +13,7 @@ def _plan(preset, seed: int, out: Path, tune: bool, progress: bool | None = None
     lines = [f"preset {p.name} ({p.source}): {p.description}", f"arch {p.arch}, seed {seed}, out {out}",
              f"bench: {p.bench}"]
     if "path" in p.model:
-        from smfa_eval.reproduce.pipeline import model_path
+        from smfa_eval.reproduce.labels import model_path
 
         path = model_path(p)
         lines.append(f"model: local checkpoint {path}" + ("" if (path / "config.json").is_file()
@@ -52,7 +52,7 @@ def _guard(preset, out: Path, publish: Path | None) -> None:
     """The preset file and a local [model] path are inputs: no output may touch them."""
     from smfa_core.errors import SmfaError
     from smfa_core.guard import guard_outputs
-    from smfa_eval.reproduce.pipeline import model_path
+    from smfa_eval.reproduce.labels import model_path
 
     inputs = {"--preset": preset.source, "[model] path": model_path(preset) if "path" in preset.model else None}
     try:
@@ -116,7 +116,7 @@ def register(cli: click.Group) -> None:
                 click.echo(line)
             return
         if "path" in preset.model:
-            from smfa_eval.reproduce.pipeline import model_path
+            from smfa_eval.reproduce.labels import model_path
 
             if not (model_path(preset) / "config.json").is_file():
                 raise click.ClickException(f"[model] path {model_path(preset)}: no config.json (a local "

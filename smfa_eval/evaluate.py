@@ -16,15 +16,10 @@ from statistics import fmean
 from .generate import Generator, Prompt, read_done, run_generation
 from .judges import Judge, JudgeRequest, JudgeResult
 from .metrics import rouge_l
-from .schema import EVAL_TASKS, TASKS, Bench, BenchDataError, QAItem, write_jsonl
+from .schema import EVAL_TASKS, EXTRA_SETS, TASKS, Bench, BenchDataError, QAItem, write_jsonl
 
 SETS = ("forget", "retain")
 METRIC_KEYS = ("rougeL_f", "rougeL_r", "fact", "meaningful", "refusal")
-# Evaluation sets beyond forget/retain: set -> manifest-file prefix. With items file K, the
-# manifest's "<prefix>K" file (when there is one) joins the run as that set: "unseen" =
-# general_understanding on images in no training set (general_eval.py); "celebrity" = the
-# real people of an imported MLLMU-Bench, a retain set of their own (importers/mllmu.py).
-EXTRA_SETS = {"unseen": "general_", "celebrity": "celebrity_"}
 
 
 @dataclass(frozen=True)

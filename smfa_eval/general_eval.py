@@ -10,7 +10,7 @@ already in the tree (profiles, general training images, pre-training people).
 Two files, one per phrasing, so that every evaluation view scores it: `general_eval.jsonl`
 (the evaluation's paraphrases, read with `eval`) and `general_eval_template.jsonl` (the
 training wordings, read with `eval_template`); `evaluate.select_items` adds them as set
-`unseen` (see `EXTRA_SETS` there).
+`unseen` (see `EXTRA_SETS` in schema.py).
 """
 
 from __future__ import annotations

@@ -106,7 +106,7 @@ def privacy_figures(summaries: list[dict], out: Path, dirs: list[Path] | None = 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .report import _save
+    from .plotting import save_figure
 
     written = []
     by_split: dict[str, list[dict]] = {}
@@ -124,7 +124,7 @@ def privacy_figures(summaries: list[dict], out: Path, dirs: list[Path] | None = 
         ax.set_xlabel("forget quality (KS p-value vs oracle; higher = closer to never trained)")
         ax.set_ylabel("model utility (harmonic mean)")
         ax.set_title(f"Forget quality vs utility [{split}]")
-        written.append(_save(fig, out / f"forget_quality_vs_utility_{split}.png"))
+        written.append(save_figure(fig, out / f"forget_quality_vs_utility_{split}.png"))
     table = robustness(summaries, dirs)
     if table:
         fig, ax = plt.subplots(figsize=(7, 4))
@@ -139,7 +139,7 @@ def privacy_figures(summaries: list[dict], out: Path, dirs: list[Path] | None = 
         ax.set_ylabel("forget memory ROUGE-L")
         ax.set_title("Robustness: forget ROUGE-L before / after each attack")
         ax.legend(fontsize=7)
-        written.append(_save(fig, out / "robustness.png"))
+        written.append(save_figure(fig, out / "robustness.png"))
     return written
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .plotting import save_figure
 from .schema import TASKS
 
 TASK_ABBR = {"image_understanding": "I-U", "image_memory": "I-M", "text_memory": "T-M"}
@@ -115,7 +116,7 @@ def figures(summaries: list[dict], out: Path) -> list[Path]:
     ax.set_xlabel("forget memory ROUGE-L (lower = more forgetting)")
     ax.set_ylabel("retain memory ROUGE-L (higher = better kept)")
     ax.set_title("Forget vs retain trade-off")
-    written.append(_save(fig, out / "tradeoff.png"))
+    written.append(save_figure(fig, out / "tradeoff.png"))
 
     swept = [s for s in summaries if s["run"].get("k") is not None]
     if swept:
@@ -127,7 +128,7 @@ def figures(summaries: list[dict], out: Path) -> list[Path]:
         ax.set_ylabel("ROUGE-L")
         ax.set_title("Effect of k (cf. paper Fig. 4)")
         ax.legend(fontsize=7)
-        written.append(_save(fig, out / "k_sweep.png"))
+        written.append(save_figure(fig, out / "k_sweep.png"))
 
     fig, ax = plt.subplots(figsize=(6, 4))
     keys = ("forget/portrait", "forget/clinical", "retain/portrait", "retain/clinical")
@@ -140,7 +141,7 @@ def figures(summaries: list[dict], out: Path) -> list[Path]:
     ax.set_ylabel("image understanding ROUGE-L")
     ax.set_title("Understanding by image type (cf. paper Fig. 5)")
     ax.legend(fontsize=7)
-    written.append(_save(fig, out / "understanding_by_type.png"))
+    written.append(save_figure(fig, out / "understanding_by_type.png"))
     return written
 
 
@@ -160,15 +161,6 @@ def paired_section(runs: list[str | Path], summaries: list[dict], reference: str
             recs = paired_records(items, reference=reference, split=split, phrasing="run", seed=0)
             md += [f"## Paired differences ({split}, ROUGE-L)", "", paired_table(recs, split, "rougeL", "run")]
     return md
-
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 def write_report(runs: list[str | Path], out: str | Path) -> Path:

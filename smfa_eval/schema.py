@@ -16,6 +16,11 @@ from pathlib import Path
 # general_understanding on unseen images, and optional holdout profiles (older readers ignore both)
 SCHEMA_VERSION = "1.2"
 TASKS = ("image_understanding", "image_memory", "text_memory")
+# Evaluation sets beyond forget/retain: set -> manifest-file prefix. With items file K, the
+# manifest's "<prefix>K" file (when there is one) joins the run as that set: "unseen" =
+# general_understanding on images in no training set (general_eval.py); "celebrity" = the
+# real people of an imported MLLMU-Bench, a retain set of their own (importers/mllmu.py).
+EXTRA_SETS = {"unseen": "general_", "celebrity": "celebrity_"}
 # Tasks only evaluation files hold (kept out of TASKS, which lays out Table 1's columns)
 EVAL_TASKS = (*TASKS, "general_understanding")
 IMAGE_TYPES = ("portrait", "clinical")

@@ -5,17 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .report import MEMORY, _models, is_sweep, memory_fact
+from ..plotting import save_figure
+from .cells import MEMORY, is_sweep, memory_fact, models_in
 from .results import value
-
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def write_figures(records: list[dict], split: str, out: Path) -> list[Path]:
@@ -25,7 +17,7 @@ def write_figures(records: list[dict], split: str, out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     written = []
-    models = [m for m in _models(records, split) if not m.startswith("smfa@")]
+    models = [m for m in models_in(records, split) if not m.startswith("smfa@")]
     sweep = sorted({(r["k"], r["model"]) for r in records if r["split"] == split and is_sweep(r["model"])})
     if len(sweep) > 1:
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
@@ -43,7 +35,7 @@ def write_figures(records: list[dict], split: str, out: Path) -> list[Path]:
             ax.set_ylabel("Fact (0-10)" if metric == "fact" else "ROUGE-L")
             ax.set_title(f"SMFA vs k ({split}), {metric}")
         axes[0].legend(fontsize=7)
-        written.append(_save(fig, out / "k_sweep.png"))
+        written.append(save_figure(fig, out / "k_sweep.png", dpi=110))
 
     fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(models) + 2), 3.8))
     keys = [(s, kind) for s in ("forget", "retain") for kind in ("portrait", "clinical")]
@@ -56,7 +48,7 @@ def write_figures(records: list[dict], split: str, out: Path) -> list[Path]:
     ax.set_ylabel("understanding Fact (0-10)")
     ax.set_title(f"Image understanding by image type ({split})")
     ax.legend(fontsize=7)
-    written.append(_save(fig, out / "understanding_by_type.png"))
+    written.append(save_figure(fig, out / "understanding_by_type.png", dpi=110))
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
     for m in models:
@@ -73,5 +65,5 @@ def write_figures(records: list[dict], split: str, out: Path) -> list[Path]:
     for ax in axes:
         ax.set_xlabel("forget memory Fact (lower = more forgotten)")
     fig.suptitle(f"Forgetting vs what is kept ({split}, paraphrased questions)")
-    written.append(_save(fig, out / "tradeoff.png"))
+    written.append(save_figure(fig, out / "tradeoff.png", dpi=110))
     return written

@@ -143,9 +143,7 @@ def command_line(argv: list[str]) -> str:
 
 def _child_env() -> dict[str, str]:
     """The processes import smfa from the tree this process imported it from."""
-    import smfa_cli
-
-    tree = str(Path(smfa_cli.__file__).resolve().parents[1])
+    tree = str(Path(__file__).resolve().parents[2])  # the directory holding smfa_eval and smfa_cli
     path = os.environ.get("PYTHONPATH", "")
     return {**os.environ, "PYTHONPATH": tree + (os.pathsep + path if path else "")}
 

@@ -28,7 +28,7 @@ def launch_plan(preset: Preset, out: Path, seed: int, *, progress: bool | None =
     """(step, what runs it) for every training step of the run (the main run, or the --tune
     grid): the command line under the launcher, or "in this process" where a method cannot be
     launched (launch.launches). Needs preset.launch."""
-    from .pipeline import method_settings, model_path
+    from .labels import method_settings, model_path
 
     p, launch = preset, preset.launch
     assert launch is not None, "launch_plan needs a preset with [launch]"

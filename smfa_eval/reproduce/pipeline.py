@@ -20,38 +20,19 @@ ablation split: `smfa:per_modality` ([protocol] modality_ablation) and `smfa:pub
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 from ..schema import Bench
+from .labels import ORIGINAL, method_settings, model_path, step_label
 from .preset import Preset
 from .results import PHRASINGS, ceilings, records_from_items, write_results
 from .steps import Steps
 from .training import train_stage, unlearn_run, write_full_retain
 
-ORIGINAL = "original"
 # SMFA variants made by re-sculpting the saved deltas: label -> (mode, k or None = preset k)
 ABLATION = {"mfa": ("none", None), "smfa:conflict": ("conflict", None), "smfa:magnitude": ("magnitude", None)}
-
-
-def model_path(preset: Preset) -> Path:
-    """[model] path: one directory, or a table arch -> directory."""
-    path = preset.model["path"]
-    return Path(path[preset.arch] if isinstance(path, dict) else path)
-
-
-def step_label(label: str) -> str:
-    """A model label as a directory name ("smfa:conflict" -> "smfa-conflict")."""
-    return label.replace(":", "-").replace("/", "-")
-
-
-def method_settings(preset: Preset, method: str) -> tuple[float, dict]:
-    """(learning rate, method options) of a method in the preset: `lr` in its table overrides
-    the shared [unlearn] lr (the tuned value), the rest are the method's options."""
-    opts = dict(preset.methods.get(method, {}))
-    return float(opts.pop("lr", preset.unlearn.lr)), opts
 
 
 class Reproduction:
@@ -270,27 +251,3 @@ class Reproduction:
         d = self.unlearn(bench, original, split, "smfa", lr, {**opts, "variant": "public"}, tag=tag,
                          retain=self.preset.protocol.public_retain)
         self.evaluate(bench, d / "model", split, label, (*self._model_reads, f"unlearn/{split}/smfa{tag}"), k=k)
-
-
-def run_info(preset: Preset, seed: int, argv: list[str], steps: Steps) -> dict:
-    """What a reader needs to rerun and to judge the numbers: command, seed, preset, versions,
-    machine, wall time per step."""
-    import os
-    import platform
-
-    import torch
-    import transformers
-
-    import smfa_core
-
-    return {"command": " ".join(argv), "preset": preset.name, "preset_file": preset.source.name, "seed": seed,
-            "arch": preset.arch, "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                                              "transformers": transformers.__version__},
-            "backends": list(smfa_core.available_backends()),
-            "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                        "system": platform.platform()},
-            "wall_s": steps.wall_times(), "total_wall_s": round(sum(steps.wall_times().values()), 1)}
-
-
-def dump_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")

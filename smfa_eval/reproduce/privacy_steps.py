@@ -30,7 +30,7 @@ RELEARN = {"steps": 20, "fraction": 0.5, "batch_size": 4, "mode": "full", "seed"
 
 def stage_source(repro: Reproduction) -> tuple[Path, tuple[str, ...]]:
     """The model the original's stage started from, and the steps it reads."""
-    from .pipeline import model_path
+    from .labels import model_path
 
     reads = tuple(r for r in repro._model_reads if r != "original")  # set by repro.original()
     if "pretrain" in reads:
@@ -57,7 +57,7 @@ def _eval(repro: Reproduction, bench_root: Path, model: Path, split: str, label:
           exclude: list[str] | None = None) -> Path:
     from ..evaluate import run_eval
     from ..judges import get_judge
-    from .pipeline import step_label
+    from .labels import step_label
 
     pr = repro.preset.protocol
     name = f"eval/{split}/{step_label(label)}/paraphrase"
@@ -123,7 +123,7 @@ def _heldout_before(repro: Reproduction, split: str, method: str, attacked: Path
     """Records of METHOD (phrasing "relearn_heldout") on exactly the forget items the relearning
     attack was evaluated on: the "before" its "after" is compared with."""
     from ..privacy import forget_memory_means, read_rows
-    from .pipeline import step_label
+    from .labels import step_label
 
     before = repro.out / "eval" / split / step_label(method) / "paraphrase" / "items.jsonl"
     ids = {r["id"] for r in read_rows(attacked / "items.jsonl")}
@@ -140,7 +140,7 @@ def privacy_split(repro: Reproduction, bench: Bench, split: str, models: dict[st
     of the methods to attack (the main rows); their evaluations must already be in eval/."""
     from .. import privacy_metrics as M
     from ..privacy import forget_truth_ratios
-    from .pipeline import step_label
+    from .labels import step_label
 
     if "holdout_qa" not in bench.manifest.files:
         repro.log("privacy: the benchmark has no holdout profiles ([bench] holdout = N): MIA AUCs are not computed")

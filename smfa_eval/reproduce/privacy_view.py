@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .cells import fmt
 from .privacy_records import survives
 from .results import value
 
@@ -14,7 +15,7 @@ P = "paraphrase"
 
 
 def _f(v: float | None, digits: int = 3) -> str:
-    return "-" if v is None else f"{v:.{digits}f}"
+    return fmt(v, digits)
 
 
 def _mean(vals: list[float | None]) -> float | None:

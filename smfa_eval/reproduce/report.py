@@ -7,38 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..schema import TASKS
+from .cells import ABBR, MEMORY, fmt, is_sweep, memory_fact, models_in, pm
 from .preset import Preset
 from .results import find, value
-
-ABBR = {"image_understanding": "I-U", "image_memory": "I-M", "text_memory": "T-M"}
-MEMORY = ("image_memory", "text_memory")
-
-
-def is_sweep(model: str) -> bool:
-    """SMFA at the preset's k or a k-sweep point (the ablation rows carry a k too)."""
-    return model == "smfa" or model.startswith("smfa@")
-
-
-def _f(v: float | None, digits: int = 2) -> str:
-    return "-" if v is None else f"{v:.{digits}f}"
-
-
-def pm(rec: dict | None, digits: int = 2) -> str:
-    """A record as "0.62 ± 0.04" (half the 95 % bootstrap interval; records from before the
-    intervals existed show the value alone)."""
-    if rec is None:
-        return "-"
-    if rec.get("ci_low") is None or rec.get("ci_high") is None:
-        return _f(rec["value"], digits)
-    return f"{rec['value']:.{digits}f} ± {(rec['ci_high'] - rec['ci_low']) / 2:.{digits}f}"
-
-
-def _models(records: list[dict], split: str) -> list[str]:
-    seen: list[str] = []
-    for r in records:
-        if r["split"] == split and r["model"] not in seen:
-            seen.append(r["model"])
-    return seen
 
 
 def table1(records: list[dict], splits: tuple[str, ...], phrasing: str = "paraphrase") -> str:
@@ -47,7 +18,7 @@ def table1(records: list[dict], splits: tuple[str, ...], phrasing: str = "paraph
     out = ["| model | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for split in splits:
         out.append(f"| **{split}** |" + " |" * len(cols))
-        for m in _models(records, split):
+        for m in models_in(records, split):
             if m.startswith("smfa@"):
                 continue  # the k-sweep has its own figure
             cells = []
@@ -55,7 +26,7 @@ def table1(records: list[dict], splits: tuple[str, ...], phrasing: str = "paraph
                 for t in TASKS:
                     q = dict(model=m, split=split, set=s, task=t, phrasing=phrasing)
                     r, c = find(records, metric="rougeL", **q), value(records, metric="rougeL_ceiling", **q)
-                    cells += [f"{pm(r, 3)} ({_f(c)})" if r is not None else "-",
+                    cells += [f"{pm(r, 3)} ({fmt(c)})" if r is not None else "-",
                               pm(find(records, metric="fact", **q)), pm(find(records, metric="meaningful", **q))]
             out.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(out) + ("\n\nR = ROUGE-L F (in brackets: the ceiling, a perfect memoriser of the training "
@@ -68,17 +39,10 @@ def table2(records: list[dict], split: str, phrasing: str = "paraphrase") -> str
     cols = [f"{s} {ABBR[t]} F" for s in ("forget", "retain") for t in TASKS]
     out = ["| model | conflict | magnitude | " + " | ".join(cols) + " |", "|---" * (len(cols) + 3) + "|"]
     for m, c, r in rows:
-        cells = [_f(value(records, model=m, split=split, set=s, task=t, phrasing=phrasing, metric="fact"))
+        cells = [fmt(value(records, model=m, split=split, set=s, task=t, phrasing=phrasing, metric="fact"))
                  for s in ("forget", "retain") for t in TASKS]
         out.append(f"| {m} | {c} | {r} | " + " | ".join(cells) + " |")
     return "\n".join(out) + f"\n\nFact (0-10) on {split}, {phrasing} questions.\n"
-
-
-def memory_fact(records: list[dict], model: str, split: str, s: str, metric: str = "fact",
-                phrasing: str = "paraphrase") -> float | None:
-    """The mean of a model's image- and text-memory `metric` on set `s`, or None if one is missing."""
-    vals = [value(records, model=model, split=split, set=s, task=t, phrasing=phrasing, metric=metric) for t in MEMORY]
-    return None if None in vals else sum(vals) / len(vals)  # type: ignore[arg-type]
 
 
 def claims(records: list[dict], preset: Preset, phrasing: str = "paraphrase") -> list[tuple[str, bool | None, str]]:
@@ -94,21 +58,21 @@ def claims(records: list[dict], preset: Preset, phrasing: str = "paraphrase") ->
             for t, floor in (("image_memory", 8.0), ("text_memory", 8.0), ("image_understanding", 7.0)):
                 v = get("original", split, s, t)
                 out.append((f"original {split} {s} {ABBR[t]} Fact >= {floor:g}", None if v is None else v >= floor,
-                            _f(v)))
+                            fmt(v)))
         for metric in ("fact", "rougeL"):
             for t in MEMORY:
                 o, m = get("original", split, "forget", t, metric), get("smfa", split, "forget", t, metric)
                 out.append((f"smfa {split} forget {ABBR[t]} {metric} <= 0.5x original",
-                            None if None in (o, m) else m <= 0.5 * o, f"{_f(m, 3)} vs {_f(o, 3)}"))
+                            None if None in (o, m) else m <= 0.5 * o, f"{fmt(m, 3)} vs {fmt(o, 3)}"))
                 o, m = get("original", split, "retain", t, metric), get("smfa", split, "retain", t, metric)
                 out.append((f"smfa {split} retain {ABBR[t]} {metric} >= 0.9x original",
-                            None if None in (o, m) else m >= 0.9 * o, f"{_f(m, 3)} vs {_f(o, 3)}"))
+                            None if None in (o, m) else m >= 0.9 * o, f"{fmt(m, 3)} vs {fmt(o, 3)}"))
         o, m = get("original", split, "forget", "image_understanding"), get("smfa", split, "forget",
                                                                               "image_understanding")
         o2, m2 = get("original", split, "retain", "image_understanding"), get("smfa", split, "retain",
                                                                                 "image_understanding")
         ok = None if None in (o, m, o2, m2) else (m >= 0.95 * o and m2 >= 0.95 * o2)
-        out.append((f"smfa {split} understanding >= 0.95x original", ok, f"{_f(m)}/{_f(m2)} vs {_f(o)}/{_f(o2)}"))
+        out.append((f"smfa {split} understanding >= 0.95x original", ok, f"{fmt(m)}/{fmt(m2)} vs {fmt(o)}/{fmt(o2)}"))
         mfa_r, smfa_r = memory_fact(records, "mfa", split, "retain"), memory_fact(records, "smfa", split, "retain")
         mfa_u = [get("mfa", split, s, "image_understanding") for s in ("forget", "retain")]
         smfa_u = [get("smfa", split, s, "image_understanding") for s in ("forget", "retain")]
@@ -116,21 +80,21 @@ def claims(records: list[dict], preset: Preset, phrasing: str = "paraphrase") ->
         if None not in (mfa_r, smfa_r, *mfa_u, *smfa_u):
             ok = mfa_r < smfa_r and sum(mfa_u) <= sum(smfa_u)  # type: ignore[operator,arg-type]
         out.append((f"mfa {split} loses more retain memory and understanding than smfa", ok,
-                     f"retain {_f(mfa_r)} vs {_f(smfa_r)}; understanding {_f(sum(mfa_u) / 2 if None not in mfa_u else None)}"
-                     f" vs {_f(sum(smfa_u) / 2 if None not in smfa_u else None)}"))
+                     f"retain {fmt(mfa_r)} vs {fmt(smfa_r)}; understanding {fmt(sum(mfa_u) / 2 if None not in mfa_u else None)}"
+                     f" vs {fmt(sum(smfa_u) / 2 if None not in smfa_u else None)}"))
     split = pr.ablation_split
     smfa_f = memory_fact(records, "smfa", split, "forget")
     for m in ("smfa:conflict", "smfa:magnitude"):
         v = memory_fact(records, m, split, "forget")
         out.append((f"{m} {split} forgets less than smfa", None if None in (v, smfa_f) else v > smfa_f,
-                    f"forget memory Fact {_f(v)} vs {_f(smfa_f)}"))
+                    f"forget memory Fact {fmt(v)} vs {fmt(smfa_f)}"))
     pts = sorted((r["k"], memory_fact(records, r["model"], split, "forget")) for r in records
                  if r["split"] == split and is_sweep(r["model"]) and r["metric"] == "fact" and r["set"] == "forget"
                  and r["task"] == "image_memory" and r["phrasing"] == phrasing and r.get("image_type") is None)
     ys = [y for _, y in pts if y is not None]
     ok = None if len(ys) < 2 else all(b <= a + 0.25 for a, b in zip(ys, ys[1:]))
     out.append((f"{split} forget memory does not rise with k (tolerance 0.25)", ok,
-                ", ".join(f"k={k:g}: {_f(y)}" for k, y in pts)))
+                ", ".join(f"k={k:g}: {fmt(y)}" for k, y in pts)))
     return out
 
 
@@ -165,7 +129,7 @@ def write_report(out: Path, preset: Preset, seed: int, records: list[dict], step
     import sys
 
     from .figures import write_figures
-    from .pipeline import dump_json, run_info
+    from .runinfo import dump_json, run_info
 
     pr = preset.protocol
     every = records  # paired differences and sequential points have views of their own

@@ -21,7 +21,7 @@ from statistics import fmean
 
 from ..bootstrap import bootstrap_ci
 from ..metrics import rouge_l
-from ..schema import TASKS, Bench
+from ..schema import EXTRA_SETS, TASKS, Bench
 
 PHRASINGS = {"paraphrase": "eval", "template": "eval_template"}
 METRICS = {"rougeL": "rougeL_f", "fact": "fact", "meaningful": "meaningful", "refusal": "refusal"}
@@ -44,7 +44,6 @@ def ceilings(bench: Bench, items_file: str) -> dict[str, float]:
     """Item id -> ROUGE-L F of the training answer against the item's reference
     (understanding answers are trained word for word on general images: their ceiling is the
     reference itself)."""
-    from ..evaluate import EXTRA_SETS
 
     train = training_answers(bench)
     out = {}

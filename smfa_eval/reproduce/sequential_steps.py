@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 def sequential_steps(rep: Reproduction, bench: Bench, original: Path, split: str) -> list[dict]:
     from ..sequential import request_groups, sequential_records, write_request_files
-    from .pipeline import ORIGINAL, method_settings, step_label
+    from .labels import ORIGINAL, method_settings, step_label
 
     p, pr = rep.preset, rep.preset.protocol
     groups = request_groups(bench.split(split).forget, pr.sequential)

@@ -17,10 +17,12 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from .pipeline import ORIGINAL, Reproduction, dump_json, method_settings
+from .cells import memory_fact
+from .labels import ORIGINAL, method_settings
+from .pipeline import Reproduction
 from .preset import Preset
-from .report import memory_fact
 from .results import value, write_results
+from .runinfo import dump_json
 
 
 def _understanding(records: list[dict], model: str, split: str) -> float | None:

@@ -4,7 +4,7 @@ its numbers, so RESULTS.md cannot miss it)."""
 
 from __future__ import annotations
 
-from .report import _f, _models, pm
+from .cells import fmt, models_in, pm
 from .results import find, value
 
 SET, TASK = "unseen", "general_understanding"
@@ -20,14 +20,14 @@ def utility_table(records: list[dict], splits: tuple[str, ...], phrasing: str = 
     seen = False
     for split in splits:
         out.append(f"| **{split}** | | | | | |")
-        for m in _models(records, split):
+        for m in models_in(records, split):
             q = dict(model=m, split=split, set=SET, task=TASK, phrasing=phrasing)
             if m.startswith("smfa@") or find(records, metric="n", **q) is None:
                 continue
             seen = True
             cells = [pm(find(records, metric="rougeL", **q), 3)]
             cells += [pm(find(records, metric=k, **q)) for k in ("fact", "meaningful", "refusal")]
-            out.append(f"| {m} | " + " | ".join(cells) + f" | {_f(value(records, metric='n', **q), 0)} |")
+            out.append(f"| {m} | " + " | ".join(cells) + f" | {fmt(value(records, metric='n', **q), 0)} |")
     if not seen:
         return "(no unseen-image records: the benchmark was built before the unseen set existed)\n"
     return "\n".join(out) + ("\n\nThe general training data's questions on images drawn for this set and in no "
@@ -45,11 +45,11 @@ def collapses(records: list[dict], splits: tuple[str, ...], reference: str = "or
         ref = value(records, model=reference, **q)
         if ref is None or ref < COLLAPSE_FLOOR:
             continue
-        for m in _models(records, split):
+        for m in models_in(records, split):
             v = value(records, model=m, **q)
             if m == reference or m.startswith("smfa@") or v is None or v >= COLLAPSE * ref:
                 continue
             rr = value(records, model=m, split=split, set=SET, task=TASK, phrasing=phrasing, metric="refusal")
             lines.append(f"{m} collapses on unseen images ({split}): Fact {v:.2f} vs {ref:.2f} for {reference}"
-                         f" ({v / ref:.2f}x), over-refusal {_f(rr)}")
+                         f" ({v / ref:.2f}x), over-refusal {fmt(rr)}")
     return lines

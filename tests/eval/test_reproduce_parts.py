@@ -24,7 +24,7 @@ def test_shipped_presets_load(name):
 
 
 def test_a_methods_lr_is_its_tuned_learning_rate_not_an_option():
-    from smfa_eval.reproduce.pipeline import method_settings
+    from smfa_eval.reproduce.labels import method_settings
 
     p = load_preset("cpu")
     assert method_settings(p, "smfa") == (3e-4, {"k": 2.0})

@@ -1,0 +1,15 @@
+"""Saving matplotlib figures the one way every report does (tight layout, fixed dpi, closed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def save_figure(fig, path: Path, dpi: int = 120) -> Path:
+    """Write `fig` to `path` and close it; returns the path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path

@@ -5,7 +5,7 @@ VPY     := $(VENV)/bin/python
 PIP     := $(VPY) -m pip
 TORCH   := torch==2.13.0
 STAMP   := $(VENV)/.installed
-SOURCES := $(shell find csrc smfa_core -path csrc/cuda/emu -prune -o \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' \) -print 2>/dev/null) setup.py pyproject.toml
+SOURCES := $(shell find csrc smfa_core \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' \) -print 2>/dev/null) setup.py pyproject.toml
 
 .PHONY: install demo test test-fast bench reproduce lint cuda-check clean
 
@@ -49,7 +49,7 @@ lint: $(STAMP)
 
 # Compile every CUDA kernel for sm_80 and sm_90 with the machine's nvcc, and the torch glue of
 # the cuda backend (csrc/cuda_ops.cpp) against torch's CUDA headers (syntax only: CPU torch has
-# no CUDA libraries to link). Nothing runs here; tests/test_cuda_emulated.py runs the kernels.
+# no CUDA libraries to link). Nothing runs here; tests/core/test_cuda_emulated.py runs the kernels.
 CUDA_INC ?= $(or $(CUDA_HOME),/usr/local/cuda)/include
 cuda-check:
 	@if command -v nvcc >/dev/null 2>&1 && ls csrc/cuda/*.cu >/dev/null 2>&1; then \

@@ -71,6 +71,69 @@ def _examples(names: Iterable[str], limit: int = 3) -> str:
     return shown + (f", … ({len(names)} in all)" if len(names) > limit else "")
 
 
+class _Claims:
+    """The source -> target map being built; refuses a target that two sources claim."""
+
+    def __init__(self, source_label: str, target_label: str) -> None:
+        self.source_label, self.target_label = source_label, target_label
+        self.result: dict[str, str] = {}
+        self.claimed: dict[str, str] = {}  # target -> source
+
+    def claim(self, src: str, tgt: str, how: str) -> None:
+        other = self.claimed.get(tgt)
+        if other is not None:
+            raise SmfaError(
+                f"{self.source_label} tensors {other!r} and {src!r} both map onto {self.target_label} tensor "
+                f"{tgt!r} (by {how}); cannot tell which one it is"
+            )
+        self.claimed[tgt] = src
+        self.result[src] = tgt
+
+
+def _by_rewrite(pending: list[str], targets: list[str], claims: _Claims) -> list[str]:
+    """Known rewrites, through the canonical form; returns the sources still unmatched. A
+    canonical form shared by several targets is ambiguous and never used."""
+    by_canon: dict[str, list[str]] = {}
+    for t in targets:
+        by_canon.setdefault(canonical_name(t), []).append(t)
+    still = []
+    for s in pending:
+        cands = by_canon.get(canonical_name(s), [])
+        if len(cands) == 1:  # claim() refuses a target that another source already has
+            claims.claim(s, cands[0], "name rewrite")
+        else:
+            still.append(s)
+    return still
+
+
+def _by_suffix(pending: list[str], targets: list[str], claims: _Claims) -> list[str]:
+    """Unambiguous dotted suffix on the module path, raw names first, then canonical names;
+    returns the sources still unmatched."""
+    free = [t for t in targets if t not in claims.claimed]
+    canon_free = {t: canonical_name(t) for t in free}
+    unmatched = []
+    for s in pending:
+        cands = [t for t in free if _is_dotted_suffix(s, t) or _is_dotted_suffix(t, s)]
+        if not cands:
+            cs = canonical_name(s)
+            cands = [t for t in free if _is_dotted_suffix(cs, canon_free[t]) or _is_dotted_suffix(canon_free[t], cs)]
+        if not cands:  # taken already? then say so rather than "no counterpart"
+            taken = [t for t in claims.claimed if _is_dotted_suffix(s, t) or _is_dotted_suffix(t, s)]
+            if len(taken) == 1:
+                claims.claim(s, taken[0], "module-path suffix")  # raises: two sources, one target
+        if len(cands) == 1:
+            claims.claim(s, cands[0], "module-path suffix")
+            free.remove(cands[0])
+        elif len(cands) > 1:
+            raise SmfaError(
+                f"{claims.source_label} tensor {s!r} matches several {claims.target_label} tensors by "
+                f"module-path suffix: {_examples(cands)}; rename it so that it matches exactly one"
+            )
+        else:
+            unmatched.append(s)
+    return unmatched
+
+
 def match_names(
     source_names: Iterable[str],
     target_names: Iterable[str],
@@ -89,74 +152,23 @@ def match_names(
     sources = list(dict.fromkeys(source_names))
     targets = list(dict.fromkeys(target_names))
     target_set = set(targets)
-    result: dict[str, str] = {}
-    claimed: dict[str, str] = {}  # target -> source
-
-    def claim(src: str, tgt: str, how: str) -> None:
-        other = claimed.get(tgt)
-        if other is not None:
-            raise SmfaError(
-                f"{source_label} tensors {other!r} and {src!r} both map onto {target_label} tensor "
-                f"{tgt!r} (by {how}); cannot tell which one it is"
-            )
-        claimed[tgt] = src
-        result[src] = tgt
-
-    # 1. identity
+    claims = _Claims(source_label, target_label)
     pending = []
-    for s in sources:
+    for s in sources:  # 1. identity
         if s in target_set:
-            claim(s, s, "identical name")
+            claims.claim(s, s, "identical name")
         else:
             pending.append(s)
-    if not pending:
-        return result
-
-    # 2. known rewrites, through the canonical form. A canonical form shared by several targets is
-    # ambiguous and never used.
-    by_canon: dict[str, list[str]] = {}
-    for t in targets:
-        by_canon.setdefault(canonical_name(t), []).append(t)
-    still = []
-    for s in pending:
-        cands = by_canon.get(canonical_name(s), [])
-        if len(cands) == 1:  # claim() refuses a target that another source already has
-            claim(s, cands[0], "name rewrite")
-        else:
-            still.append(s)
-    pending = still
-    if not pending:
-        return result
-
-    # 3. unambiguous dotted suffix on the module path, raw names first, then canonical names.
-    free = [t for t in targets if t not in claimed]
-    canon_free = {t: canonical_name(t) for t in free}
-    unmatched = []
-    for s in pending:
-        cands = [t for t in free if _is_dotted_suffix(s, t) or _is_dotted_suffix(t, s)]
-        if not cands:
-            cs = canonical_name(s)
-            cands = [t for t in free if _is_dotted_suffix(cs, canon_free[t]) or _is_dotted_suffix(canon_free[t], cs)]
-        if not cands:  # taken already? then say so rather than "no counterpart"
-            taken = [t for t in claimed if _is_dotted_suffix(s, t) or _is_dotted_suffix(t, s)]
-            if len(taken) == 1:
-                claim(s, taken[0], "module-path suffix")  # raises: two sources, one target
-        if len(cands) == 1:
-            claim(s, cands[0], "module-path suffix")
-            free.remove(cands[0])
-        elif len(cands) > 1:
-            raise SmfaError(
-                f"{source_label} tensor {s!r} matches several {target_label} tensors by module-path "
-                f"suffix: {_examples(cands)}; rename it so that it matches exactly one"
-            )
-        else:
-            unmatched.append(s)
-    if unmatched and strict:
-        s = unmatched[0]
-        more = f" (and {len(unmatched) - 1} more {source_label} tensors)" if len(unmatched) > 1 else ""
+    for step in (_by_rewrite, _by_suffix):  # 2. known rewrites, 3. module-path suffix
+        if not pending:
+            return claims.result
+        pending = step(pending, targets, claims)
+    if pending and strict:
+        s = pending[0]
+        more = f" (and {len(pending) - 1} more {source_label} tensors)" if len(pending) > 1 else ""
         near = [t for t in targets if t.rsplit(".", 1)[-1] == s.rsplit(".", 1)[-1]] or targets
         raise SmfaError(
             f"{source_label} tensor {s!r} has no counterpart in {target_label}{more}; "
             f"{target_label} has {len(targets)} tensors, e.g. {_examples(near)}"
         )
-    return result
+    return claims.result

@@ -16,7 +16,7 @@ from pathlib import Path
 from .general_eval import default_count, write_unseen_set
 from .images import draw_clinical, draw_portrait, png_bytes, sample_clinical, sample_portrait
 from .items import eval_items, finetune_items, template_eval_items, understanding_items  # noqa: F401 (also their old place)
-from .profiles import sample_profiles
+from .profiles import ProfileDraw, sample_profiles
 from .rewordings import pretrain_items, reworded_memory, reworded_understanding
 from .schema import SCHEMA_VERSION, Manifest, QAItem, Split, write_jsonl
 
@@ -66,35 +66,8 @@ def build(out: str | Path, profiles: int = 1000, seed: int = 0, general_images: 
         (tmp / sub).mkdir(parents=True)
 
     draws = sample_profiles(profiles, seed)
-    finetune: list[QAItem] = []
-    evaluation: list[QAItem] = []
-    seen_phrasing: list[QAItem] = []  # the evaluation's second view: the fine-tuning wordings
-    for d in draws:
-        p = d.profile
-        (tmp / p.portrait).write_bytes(png_bytes(draw_portrait(d.portrait, image_size)))
-        (tmp / p.clinical_image).write_bytes(png_bytes(draw_clinical(d.clinical, image_size)))
-        finetune += finetune_items(d)
-        evaluation += eval_items(d, random.Random(f"smfa-bench:{seed}:eval:{p.id}"))
-        seen_phrasing += template_eval_items(d)
-        if progress:
-            progress(2)
-
-    general: list[QAItem] = []
-    for g in range(n_general):
-        rng = random.Random(f"smfa-bench:{seed}:general:{g}")
-        rel = f"images/general/g{g:06d}.png"
-        if g % 2 == 0:
-            pa = sample_portrait(rng)
-            (tmp / rel).write_bytes(png_bytes(draw_portrait(pa, image_size)))
-            general += understanding_items(None, rel, None, pa.to_dict(), None, "", rng, train=True, prefix=f"g{g:06d}")
-        else:
-            ca = sample_clinical(rng)
-            (tmp / rel).write_bytes(png_bytes(draw_clinical(ca, image_size)))
-            general += understanding_items(None, None, rel, None, ca.to_dict(), ca.description(), rng, train=True,
-                                           prefix=f"g{g:06d}")
-        if progress:
-            progress(1)
-
+    finetune, evaluation, seen_phrasing = _profile_items(tmp, draws, seed, image_size, progress)
+    general = _general_items(tmp, n_general, seed, image_size, progress)
     files = {"profiles": "profiles.jsonl", "finetune": "finetune.jsonl", "general": "general.jsonl",
              "eval": "eval.jsonl", "eval_template": "eval_template.jsonl"}
     write_jsonl(tmp / "eval_template.jsonl", [i.to_dict() for i in seen_phrasing])
@@ -104,18 +77,9 @@ def build(out: str | Path, profiles: int = 1000, seed: int = 0, general_images: 
         extra += reworded_understanding(general, rng, rewordings)
         write_jsonl(tmp / "reworded.jsonl", [i.to_dict() for i in extra])
         files["reworded"] = "reworded.jsonl"
-    people: list = []
+    people: list[ProfileDraw] = []
     if pretrain_people:
-        rng = random.Random(f"smfa-bench:{seed}:pretrain")
-        people = sample_profiles(pretrain_people, seed, namespace="pretrain", id_prefix="q", taken=draws)
-        pre: list[QAItem] = []
-        for d in people:
-            (tmp / d.profile.portrait).write_bytes(png_bytes(draw_portrait(d.portrait, image_size)))
-            (tmp / d.profile.clinical_image).write_bytes(png_bytes(draw_clinical(d.clinical, image_size)))
-            pre += pretrain_items(d, rng, max(rewordings, 2))
-            if progress:
-                progress(2)
-        write_jsonl(tmp / "pretrain.jsonl", [i.to_dict() for i in pre])
+        people = _pretrain_people(tmp, draws, pretrain_people, seed, image_size, max(rewordings, 2), progress)
         files["pretrain"] = "pretrain.jsonl"
     holdout_ids: list[str] = []
     if holdout:
@@ -131,12 +95,7 @@ def build(out: str | Path, profiles: int = 1000, seed: int = 0, general_images: 
     n_unseen = default_count(n_general) if unseen_images is None else unseen_images
     files.update(write_unseen_set(tmp, seed=seed, n=n_unseen, image_size=image_size))
     splits = make_splits([d.profile.id for d in draws], seed)
-    by_profile: dict[str, list[dict]] = {}
-    for it in finetune:
-        by_profile.setdefault(it.profile_id or "", []).append(it.to_dict())
-    for s in splits.values():
-        write_jsonl(tmp / s.forget_file, [r for pid in s.forget for r in by_profile[pid]])
-        write_jsonl(tmp / s.retain_file, [r for pid in s.retain_fewshot for r in by_profile[pid]])
+    _write_split_files(tmp, splits, finetune)
     write_jsonl(tmp / "profiles.jsonl", [d.profile.to_dict() for d in draws])
     write_jsonl(tmp / "finetune.jsonl", [i.to_dict() for i in finetune])
     write_jsonl(tmp / "general.jsonl", [i.to_dict() for i in general])
@@ -149,3 +108,68 @@ def build(out: str | Path, profiles: int = 1000, seed: int = 0, general_images: 
         shutil.rmtree(out)
     tmp.rename(out)
     return manifest
+
+
+def _profile_items(tmp: Path, draws: list[ProfileDraw], seed: int, image_size: int,
+                   progress: Callable[[int], None] | None) -> tuple[list[QAItem], list[QAItem], list[QAItem]]:
+    """Each profile's images, and its (fine-tuning, evaluation, fine-tuning-worded evaluation) items."""
+    finetune: list[QAItem] = []
+    evaluation: list[QAItem] = []
+    seen_phrasing: list[QAItem] = []  # the evaluation's second view: the fine-tuning wordings
+    for d in draws:
+        p = d.profile
+        (tmp / p.portrait).write_bytes(png_bytes(draw_portrait(d.portrait, image_size)))
+        (tmp / p.clinical_image).write_bytes(png_bytes(draw_clinical(d.clinical, image_size)))
+        finetune += finetune_items(d)
+        evaluation += eval_items(d, random.Random(f"smfa-bench:{seed}:eval:{p.id}"))
+        seen_phrasing += template_eval_items(d)
+        if progress:
+            progress(2)
+    return finetune, evaluation, seen_phrasing
+
+
+def _general_items(tmp: Path, n: int, seed: int, image_size: int,
+                   progress: Callable[[int], None] | None) -> list[QAItem]:
+    """The general-understanding images (portraits and fundus images of nobody, alternating) and their QA."""
+    general: list[QAItem] = []
+    for g in range(n):
+        rng = random.Random(f"smfa-bench:{seed}:general:{g}")
+        rel = f"images/general/g{g:06d}.png"
+        if g % 2 == 0:
+            pa = sample_portrait(rng)
+            (tmp / rel).write_bytes(png_bytes(draw_portrait(pa, image_size)))
+            general += understanding_items(None, rel, None, pa.to_dict(), None, "", rng, train=True, prefix=f"g{g:06d}")
+        else:
+            ca = sample_clinical(rng)
+            (tmp / rel).write_bytes(png_bytes(draw_clinical(ca, image_size)))
+            general += understanding_items(None, None, rel, None, ca.to_dict(), ca.description(), rng, train=True,
+                                           prefix=f"g{g:06d}")
+        if progress:
+            progress(1)
+    return general
+
+
+def _pretrain_people(tmp: Path, draws: list[ProfileDraw], n: int, seed: int, image_size: int, wordings: int,
+                     progress: Callable[[int], None] | None) -> list[ProfileDraw]:
+    """pretrain.jsonl: `n` people in no split (names and faces not the benchmark's), their images."""
+    rng = random.Random(f"smfa-bench:{seed}:pretrain")
+    people = sample_profiles(n, seed, namespace="pretrain", id_prefix="q", taken=draws)
+    pre: list[QAItem] = []
+    for d in people:
+        (tmp / d.profile.portrait).write_bytes(png_bytes(draw_portrait(d.portrait, image_size)))
+        (tmp / d.profile.clinical_image).write_bytes(png_bytes(draw_clinical(d.clinical, image_size)))
+        pre += pretrain_items(d, rng, wordings)
+        if progress:
+            progress(2)
+    write_jsonl(tmp / "pretrain.jsonl", [i.to_dict() for i in pre])
+    return people
+
+
+def _write_split_files(tmp: Path, splits: dict[str, Split], finetune: list[QAItem]) -> None:
+    """Each split's forget and few-shot retain files: the fine-tuning items of its profiles."""
+    by_profile: dict[str, list[dict]] = {}
+    for it in finetune:
+        by_profile.setdefault(it.profile_id or "", []).append(it.to_dict())
+    for s in splits.values():
+        write_jsonl(tmp / s.forget_file, [r for pid in s.forget for r in by_profile[pid]])
+        write_jsonl(tmp / s.retain_file, [r for pid in s.retain_fewshot for r in by_profile[pid]])

@@ -1,7 +1,7 @@
-"""The CUDA kernels of csrc/cuda/*.cu, run on the host by the emulator in csrc/cuda/emu.
+"""The CUDA kernels of csrc/cuda/*.cu, run on the host by the emulator in tests/cuda_emu.
 
 Without a GPU nothing nvcc builds can run, so this compiles the kernels' very source with the
-host compiler against csrc/cuda/emu (fibers for threads, barriers for __syncthreads and the
+host compiler against tests/cuda_emu (fibers for threads, barriers for __syncthreads and the
 warp shuffles) and loads the launcher API (csrc/cuda/sculpt_cuda.h) with ctypes. The module
 looks like a backend (NAME, available, sumsq_blocks, sculpt_chunk, sweep_counts) over CPU
 tensors, with the argument checks of csrc/cuda_ops.cpp, so the GPU kernel tests run it
@@ -23,7 +23,7 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CU_SOURCES = sorted(glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cu")))
-EMU_DIR = os.path.join(ROOT, "csrc", "cuda", "emu")
+EMU_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cuda_emu")
 CXX = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
 # -ffp-contract=off: the kernels' _rn intrinsics are plain operators here and must not fuse.
 CXXFLAGS = ["-std=c++17", "-O2", "-ffp-contract=off", "-fPIC", "-shared", "-Wall", "-Wextra",

@@ -19,7 +19,7 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
-// Kernels are launched through this macro so that cuda/emu/cuda_emu.h can run them on the
+// Kernels are launched through this macro so that tests/cuda_emu/cuda_emu.h can run them on the
 // host (it defines SMFA_LAUNCH itself): the emulated tests execute this very source.
 #ifndef SMFA_LAUNCH
 #define SMFA_LAUNCH(kernel, grid, block, stream) kernel<<<(grid), (block), 0, (stream)>>>

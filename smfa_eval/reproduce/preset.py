@@ -263,7 +263,24 @@ def load_preset(name_or_path: str) -> Preset:
     _check(not unknown, src, "top level", f"has unknown key(s) {unknown}")
     arch = raw.get("arch", "qwen2_5_vl")
     _check(arch in ARCHS, src, "arch", f"must be one of {', '.join(ARCHS)}, got {arch!r}")
-    methods = raw.get("methods", {})
+    methods = _methods(raw.get("methods", {}), src)
+    unlearn = _typed(Unlearn, raw.get("unlearn", {}), src, "unlearn")
+    _check(unlearn.mode in ("lora", "full"), src, "unlearn.mode", f"must be lora or full, got {unlearn.mode!r}")
+    protocol = _protocol(raw.get("protocol", {}), src, methods)
+    bench = _bench(raw.get("bench", {}), src)
+    model = _model(raw.get("model", {}), src, arch)
+    pretrain, original = _stage(raw.get("pretrain"), src, "pretrain"), _stage(raw.get("original"), src, "original")
+    batches = {k: st.batch_size for k, st in (("pretrain", pretrain), ("original", original)) if st is not None}
+    launch = _launch(raw.get("launch"), src, {**batches, "unlearn": unlearn.batch_size})
+    return Preset(
+        name=raw.get("name", src.stem), description=raw.get("description", ""), arch=arch, source=src,
+        bench=bench, model=model, pretrain=pretrain, original=original, unlearn=unlearn, methods=methods,
+        protocol=protocol, tune=_typed(Tune, raw.get("tune", {}), src, "tune"), launch=launch,
+    )
+
+
+def _methods(methods: dict, src: Path) -> dict:
+    """The [methods] table: each method known, its options its own, its lr in (0, 1)."""
     _check(isinstance(methods, dict) and all(isinstance(v, dict) for v in methods.values()), src, "[methods]",
            "must map method names to option tables")
     from smfa_methods.errors import MethodError
@@ -277,9 +294,12 @@ def load_preset(name_or_path: str) -> Preset:
             get_method(m).resolve_options({k: v for k, v in opts.items() if k != "lr"})
         except (MethodError, KeyError) as exc:
             raise PresetError(f"{src}: methods.{m}: {exc}") from None
-    unlearn = _typed(Unlearn, raw.get("unlearn", {}), src, "unlearn")
-    _check(unlearn.mode in ("lora", "full"), src, "unlearn.mode", f"must be lora or full, got {unlearn.mode!r}")
-    protocol = _typed(Protocol, raw.get("protocol", {}), src, "protocol")
+    return methods
+
+
+def _protocol(table: dict, src: Path, methods: dict) -> Protocol:
+    """The [protocol] table, with every cross-field rule."""
+    protocol = _typed(Protocol, table, src, "protocol")
     for s in (*protocol.splits, protocol.ablation_split, *protocol.oracle_splits):
         _check(s in SPLITS, src, "protocol", f"names split {s!r}; valid: {list(SPLITS)}")
     _check(protocol.ablation_split in protocol.splits, src, "protocol.ablation_split", "must be one of the splits")
@@ -299,13 +319,21 @@ def load_preset(name_or_path: str) -> Preset:
     _check(methods.get("smfa", {}).get("variant", "paper") == "paper", src, "methods.smfa.variant",
            "must stay paper (the smfa row is the paper's); the public variant is its own row: "
            "[protocol] public_variant = true")
-    bench = raw.get("bench", {})
+    return protocol
+
+
+def _bench(bench: dict, src: Path) -> dict:
+    """The [bench] table: `smfa bench build` arguments, non-negative integers."""
     _check(isinstance(bench, dict) and all(isinstance(v, int) and v >= 0 for v in bench.values()), src, "[bench]",
            "must hold non-negative integers")
     unknown = sorted(set(bench) - {"profiles", "general_images", "image_size", "rewordings", "pretrain_people",
                                    "unseen_images", "holdout"})
     _check(not unknown, src, "[bench]", f"has unknown key(s) {unknown}")
-    model = raw.get("model", {})
+    return bench
+
+
+def _model(model: dict, src: Path, arch: str) -> dict:
+    """The [model] table: a local path (per arch) or the shape of a from-scratch model."""
     _check(isinstance(model, dict), src, "[model]", "must be a table")
     if "path" in model:
         paths = model["path"]
@@ -318,11 +346,4 @@ def load_preset(name_or_path: str) -> Preset:
         _check(not unknown, src, "[model]", f"has unknown key(s) {unknown}; valid: {list(MODEL_KEYS)} or path")
         bad = [k for k in MODEL_KEYS if not (isinstance(model.get(k), int) and model.get(k, 0) >= 1)]
         _check(not bad, src, "[model]", f"needs positive integers for {bad}")
-    pretrain, original = _stage(raw.get("pretrain"), src, "pretrain"), _stage(raw.get("original"), src, "original")
-    batches = {k: st.batch_size for k, st in (("pretrain", pretrain), ("original", original)) if st is not None}
-    launch = _launch(raw.get("launch"), src, {**batches, "unlearn": unlearn.batch_size})
-    return Preset(
-        name=raw.get("name", src.stem), description=raw.get("description", ""), arch=arch, source=src,
-        bench=bench, model=dict(model), pretrain=pretrain, original=original, unlearn=unlearn, methods=methods,
-        protocol=protocol, tune=_typed(Tune, raw.get("tune", {}), src, "tune"), launch=launch,
-    )
+    return dict(model)

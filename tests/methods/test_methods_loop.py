@@ -114,7 +114,7 @@ def test_flag_errors_come_from_our_code(tiny_model, text_data, tmp_path):
     base = ["unlearn", "--method", "idk", "--model", str(tiny_model("llama")), "--forget", str(text_data[0]),
             "--retain", str(text_data[1]), "--out", str(tmp_path)]
     cases = [(["--bf16", "--fp16"], "--bf16 and --fp16 are exclusive"), (["--max-length", "1"], "--max-length")]
-    # (--grad-accum 0 and the other out-of-range numbers are click's: tests/test_cli_bounds.py)
+    # (--grad-accum 0 and the other out-of-range numbers are click's: tests/cli/test_cli_bounds.py)
     if not accelerator_available():
         cases.append((["--fp16"], "--fp16 needs a GPU"))
     for flags, msg in cases:

@@ -16,7 +16,7 @@ from smfa_core import backends
 from smfa_core.backends import reference
 from smfa_core.errors import BackendUnavailable
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from tiny_models import build_model
 
 from smfa_cli.main import cli
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

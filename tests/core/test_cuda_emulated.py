@@ -1,12 +1,12 @@
-"""The host emulator of csrc/cuda/emu, and what only it can check without a GPU.
+"""The host emulator of tests/cuda_emu, and what only it can check without a GPU.
 
 1. The emulator keeps the CUDA semantics the kernels rely on (shuffles, barriers, indices,
-   atomics) and reports what a GPU would leave undefined (tests/cuda_emu_selftest.cu).
+   atomics) and reports what a GPU would leave undefined (tests/core/cuda_emu_selftest.cu).
 2. The CUDA kernels never touch a byte outside their tensors: every operand sits flush
    against a PROT_NONE page, in front or behind, in a subprocess (a fault is a clean failure).
 3. Grid sizing by SM count: grid-stride loops give the same bits on 1, 2 or 7 "SMs".
 The bit-exactness of the kernels over dtypes x sizes x modes x edge values is in
-tests/test_kernels_gpu.py (backend `cuda-emulated`).
+tests/core/test_kernels_gpu.py (backend `cuda-emulated`).
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def guard_page_cases() -> int:
 
 def test_kernels_stay_inside_their_tensors():
     code = "import test_cuda_emulated as t; print('cases', t.guard_page_cases())"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([HERE, os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")])}
     res = subprocess.run([sys.executable, "-c", code], cwd=HERE, env=env, capture_output=True, text=True,
                          timeout=600)
     assert res.returncode == 0, f"rc={res.returncode} (-11: a kernel touched a guard page)\n{res.stderr[-3000:]}"

@@ -1,4 +1,4 @@
-// Kernels that pin down the CUDA semantics csrc/cuda/emu must reproduce (tests/test_cuda_emulated.py).
+// Kernels that pin down the CUDA semantics tests/cuda_emu must reproduce (tests/core/test_cuda_emulated.py).
 // Valid CUDA: nvcc compiles this file too, so the emulator is checked on real CUDA code.
 #include <cuda_runtime.h>
 #include <stdint.h>

@@ -158,7 +158,7 @@ def test_report_out_equal_to_a_run_is_refused(inputs):
 def test_reproduce_publish_over_the_preset_is_refused(tmp_path):
     preset = tmp_path / "presets" / "mine.toml"
     preset.parent.mkdir()
-    preset.write_bytes((Path(__file__).parents[1] / "smfa_eval" / "reproduce" / "presets" / "quick.toml").read_bytes())
+    preset.write_bytes((Path(__file__).parents[2] / "smfa_eval" / "reproduce" / "presets" / "quick.toml").read_bytes())
     _refused(["reproduce", "--preset", str(preset), "--publish", str(preset.parent), "--dry-run"], tmp_path,
              "contains the input --preset")
 

@@ -17,7 +17,7 @@ from cuda_emulated import CODES, bind_launchers
 
 from smfa_core.backends import reference as ref
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CU_FILES = sorted(glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cu")))
 NVCC = shutil.which("nvcc")
 FLAGS = ["-O3", "--fmad=false", "-std=c++17", "-Xcompiler", "-fPIC"]

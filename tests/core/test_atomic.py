@@ -19,7 +19,7 @@ from smfa_core.atomic import AtomicOutput, cleanup_stale
 from smfa_core.errors import SmfaError
 from smfa_core.safetensors_io import Checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _siblings(parent: Path) -> list[str]:

@@ -158,7 +158,7 @@ def test_lora_tiles_smaller_than_reads(tmp_path, monkeypatch, tile):
 def test_lora_compute_on_a_device(tmp_path, monkeypatch):
     """compute_on(device) moves the factors and expands every tile there (the GPU of
     --device cuda): reads land on that device with the same values; here the device is the
-    CPU (tests/test_engine.py checks a GPU when there is one)."""
+    CPU (tests/core/test_engine.py checks a GPU when there is one)."""
     import smfa_core.sources as sources
 
     monkeypatch.setattr(sources, "LORA_TILE_ELEMS", 50)  # reads span several tiles

@@ -3,7 +3,7 @@
 Parametrised over (backend, device): triton on CPU tensors through the interpreter when
 TRITON_INTERPRET=1 (tests/conftest.py sets it on machines without a GPU), triton and cuda on
 CUDA tensors when a GPU is there, and always `cuda-emulated`: the CUDA kernels' own source
-compiled for the host against csrc/cuda/emu (tests/cuda_emulated.py), so their indexing, tails,
+compiled for the host against tests/cuda_emu (tests/cuda_emulated.py), so their indexing, tails,
 reduction order and rounding are checked on every machine. The reference always runs on CPU
 copies: it is the spec.
 The interpreter costs ~1.4 ms per program and more per op, so the grids here are chosen to

@@ -1,8 +1,8 @@
 // A host emulation of the small part of CUDA that csrc/cuda/*.cu use, so that the CUDA
 // kernels' own source runs on a machine without a GPU and its bits can be tested against
-// smfa_core/backends/reference.py (tests/test_kernels_gpu.py, backend "cuda-emulated").
+// smfa_core/backends/reference.py (tests/core/test_kernels_gpu.py, backend "cuda-emulated").
 //
-// Build: g++ -std=c++17 -O2 -ffp-contract=off -Icsrc/cuda/emu csrc/cuda/*.cu csrc/cuda/emu/cuda_emu.cpp
+// Build: g++ -std=c++17 -O2 -ffp-contract=off -Itests/cuda_emu csrc/cuda/*.cu tests/cuda_emu/cuda_emu.cpp
 // (this directory's cuda_runtime.h / cuda_runtime_api.h / cuda_fp16.h shadow the toolkit's).
 //
 // Execution model: each CUDA thread is a fiber (ucontext); blocks run one after another, the

@@ -5,7 +5,7 @@ VPY     := $(VENV)/bin/python
 PIP     := $(VPY) -m pip
 TORCH   := torch==2.13.0
 STAMP   := $(VENV)/.installed
-SOURCES := $(shell find csrc smfa_core \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' \) -print 2>/dev/null) setup.py pyproject.toml
+SOURCES := $(shell find csrc smfa_core \( -name '*.cpp' -o -name '*.h' -o -name '*.inc' -o -name '*.cu' \) -print 2>/dev/null) setup.py pyproject.toml
 
 .PHONY: install demo test test-fast bench reproduce lint cuda-check clean
 

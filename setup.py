@@ -2,7 +2,12 @@
 
 Kept in setup.py (not pyproject) because the extension is built against the torch that
 is already installed (`pip install --no-build-isolation .`). Environment knobs:
-  SMFA_MARCH       -march value for the CPU kernels (default: native; e.g. x86-64-v3 for wheels)
+  SMFA_MARCH       optional -march value for all C++ files (default: none, i.e. the compiler's
+                   baseline, x86-64 on x86). Not needed for speed: the AVX2 + F16C kernels are
+                   compiled in any case (target regions, csrc/smfa_simd.h) and chosen at run time
+                   when the CPU has them, so one build runs on every x86-64 CPU. Setting it (e.g.
+                   native) only lets the compiler use more in the baseline code, and a wheel built
+                   so may die with SIGILL on an older CPU.
   SMFA_NO_EXT=1    skip the extension entirely (pure-Python install, `reference` backend only)
   SMFA_NO_CUDA=1   do not build the CUDA kernels even when torch has CUDA
 """
@@ -22,8 +27,9 @@ if os.environ.get("SMFA_NO_EXT") != "1":
     import torch
     from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 
-    march = os.environ.get("SMFA_MARCH", "native")
-    cxx_flags = ["-O3", "-std=c++17", "-fopenmp", "-ffp-contract=off", f"-march={march}"]
+    march = os.environ.get("SMFA_MARCH", "")
+    # -ffp-contract=off: no FMA contraction anywhere (the kernels' bits are the reference's)
+    cxx_flags = ["-O3", "-std=c++17", "-fopenmp", "-ffp-contract=off"] + ([f"-march={march}"] if march else [])
     sources = sorted(glob.glob("csrc/*.cpp"))
     cuda_sources = sorted(glob.glob("csrc/cuda/*.cu"))
     with_cuda = (

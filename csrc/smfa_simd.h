@@ -1,9 +1,13 @@
-// 8-lane fp32 vector helpers for the CPU kernels (csrc/sculpt_cpu.cpp).
+// 8-lane fp32 vector helpers of the CPU kernels, in two namespaces with one interface:
 //
-// Two implementations of one small interface: AVX2 + F16C intrinsics (what -march=native
-// gives on any x86 of the last decade), and a portable scalar one for every other build.
-// Both follow the same rules (see csrc/README.md): no FMA, comparisons that are false on
-// NaN, bf16 rounding to nearest even, fp16 conversion as the hardware / torch does it.
+//   smfa::simd_portable  plain C++ (any target; what the baseline x86-64 build runs)
+//   smfa::simd_avx2      AVX2 + F16C intrinsics, compiled for that ISA by a target region
+//                        (SMFA_AVX2_BEGIN / SMFA_AVX2_END), x86 only (SMFA_X86)
+//
+// The kernels are written once against `simd::` and compiled twice, once per namespace
+// (see cpu_common.h, "ISA dispatch"). Both follow the same rules (see csrc/README.md): no
+// FMA, comparisons that are false on NaN, bf16 rounding to nearest even, fp16 conversion as
+// vcvtps2ph does it (NaN payloads included): the two give the same bits on every input.
 // Masks are fp32 lanes with all bits set (true) or clear (false), as in AVX compares.
 #pragma once
 
@@ -13,29 +17,180 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__AVX2__) && defined(__F16C__)
-#include <immintrin.h>
-#define SMFA_SIMD_AVX2 1
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define SMFA_X86 1
+#include <immintrin.h>  // declares every intrinsic whatever -m flags; usable in target regions
+// Functions defined between these two are compiled for AVX2 + F16C (no FMA: the kernels
+// never contract, and -ffp-contract=off would forbid it anyway). Only our own code goes
+// there: a header included inside would give its inline functions AVX2 bodies.
+#if defined(__clang__)
+#define SMFA_AVX2_BEGIN \
+  _Pragma("clang attribute push (__attribute__((target(\"avx2,f16c\"))), apply_to = function)")
+#define SMFA_AVX2_END _Pragma("clang attribute pop")
+#else
+#define SMFA_AVX2_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,f16c\")")
+#define SMFA_AVX2_END _Pragma("GCC pop_options")
+#endif
 #endif
 
 namespace smfa {
-namespace simd {
 
-inline uint16_t bits_of(c10::BFloat16 x) { return x.x; }
-inline uint16_t bits_of(c10::Half x) { return x.x; }
+// ------------------------------------------------------------------ portable
 
-// fp32 -> bf16 bits, round to nearest even (torch's rule); NaN -> nan_bits (see caller).
-inline uint16_t bf16_round_scalar(float v, uint16_t nan_bits) {
-  if (v != v) return nan_bits;
+namespace simd_portable {
+
+struct F8 {
+  float v[8];
+};
+
+inline uint32_t ubits(float x) {
   uint32_t u;
-  std::memcpy(&u, &v, 4);
+  std::memcpy(&u, &x, 4);
+  return u;
+}
+inline float ufloat(uint32_t u) {
+  float x;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+inline float mbool(bool b) { return ufloat(b ? 0xFFFFFFFFu : 0u); }
+
+template <typename Fn>
+inline F8 map2(F8 a, F8 b, Fn fn) {
+  F8 r;
+  for (int j = 0; j < 8; ++j) r.v[j] = fn(a.v[j], b.v[j]);
+  return r;
+}
+
+inline F8 set1(float x) {
+  F8 r;
+  for (float& e : r.v) e = x;
+  return r;
+}
+inline F8 bool_mask(bool b) { return set1(mbool(b)); }
+inline F8 add(F8 a, F8 b) { return map2(a, b, [](float x, float y) { return x + y; }); }
+inline F8 sub(F8 a, F8 b) { return map2(a, b, [](float x, float y) { return x - y; }); }
+inline F8 mul(F8 a, F8 b) { return map2(a, b, [](float x, float y) { return x * y; }); }
+inline F8 and_(F8 a, F8 b) {
+  return map2(a, b, [](float x, float y) { return ufloat(ubits(x) & ubits(y)); });
+}
+inline F8 andnot(F8 m, F8 x) {
+  return map2(m, x, [](float p, float q) { return ufloat(~ubits(p) & ubits(q)); });
+}
+inline F8 abs(F8 x) {
+  F8 r;
+  for (int j = 0; j < 8; ++j) r.v[j] = ufloat(ubits(x.v[j]) & 0x7FFFFFFFu);
+  return r;
+}
+inline F8 cmp_lt(F8 a, F8 b) { return map2(a, b, [](float x, float y) { return mbool(x < y); }); }
+inline unsigned movemask(F8 m) {
+  unsigned r = 0;
+  for (int j = 0; j < 8; ++j) r |= (ubits(m.v[j]) >> 31) << j;
+  return r;
+}
+inline F8 conflict(F8 f, F8 a) {
+  return map2(f, a, [](float x, float y) { return mbool((x > 0 && y < 0) || (x < 0 && y > 0)); });
+}
+
+struct Cnt {
+  int32_t v[8];
+};
+inline Cnt cnt_zero() { return Cnt{{0, 0, 0, 0, 0, 0, 0, 0}}; }
+inline Cnt cnt_add(Cnt c, F8 m) {
+  for (int j = 0; j < 8; ++j) c.v[j] += static_cast<int32_t>(ubits(m.v[j]) >> 31);
+  return c;
+}
+inline int64_t cnt_sum(Cnt c) {
+  int64_t s = 0;
+  for (int32_t x : c.v) s += x;
+  return s;
+}
+
+// fp32 -> bf16 bits, round to nearest even (torch's rule); NaN -> nan_bits (see bf16_nan_bits).
+inline uint16_t bf16_round(float v, uint16_t nan_bits) {
+  if (v != v) return nan_bits;
+  uint32_t u = ubits(v);
   u += 0x7FFFu + ((u >> 16) & 1u);
   return static_cast<uint16_t>(u >> 16);
 }
+// fp32 -> fp16 bits as vcvtps2ph (round to nearest even) does it: a NaN keeps its sign and
+// the top 10 bits of its payload, quieted. c10's software conversion (a baseline build has
+// no F16C) rounds finite values the same way but writes every NaN as 0x7E00.
+inline uint16_t fp16_round(float v) {
+  if (v != v) {
+    const uint32_t u = ubits(v);
+    return static_cast<uint16_t>(((u >> 16) & 0x8000u) | 0x7E00u | ((u >> 13) & 0x3FFu));
+  }
+  return c10::Half(v).x;
+}
 
-#ifdef SMFA_SIMD_AVX2
+inline F8 load8(const float* p) {
+  F8 r;
+  std::memcpy(r.v, p, sizeof(r.v));
+  return r;
+}
+inline F8 load8(const c10::BFloat16* p) {  // exact: the bf16 bits are the top half of the fp32
+  F8 r;
+  for (int j = 0; j < 8; ++j) r.v[j] = ufloat(static_cast<uint32_t>(p[j].x) << 16);
+  return r;
+}
+inline F8 load8(const c10::Half* p) {  // exact; a NaN is quieted, payload kept, as vcvtph2ps
+  F8 r;
+  for (int j = 0; j < 8; ++j) r.v[j] = static_cast<float>(p[j]);
+  return r;
+}
+inline void store8(float* p, F8 v) { std::memcpy(p, v.v, sizeof(v.v)); }
+inline void store8(float* p, F8 v, uint16_t) { std::memcpy(p, v.v, sizeof(v.v)); }
+inline void store8(c10::BFloat16* p, F8 v, uint16_t nan_bits) {
+  for (int j = 0; j < 8; ++j) p[j].x = bf16_round(v.v[j], nan_bits);
+}
+inline void store8(c10::Half* p, F8 v, uint16_t) {
+  for (int j = 0; j < 8; ++j) p[j].x = fp16_round(v.v[j]);
+}
+inline void acc_squares8(double* acc, const float* v) {
+  for (int j = 0; j < 8; ++j) {
+    const double d = static_cast<double>(v[j]);
+    acc[j] = acc[j] + d * d;
+  }
+}
 
-constexpr const char* kIsa = "avx2+f16c";
+struct D4 {
+  double v[4];
+};
+inline D4 d4_zero() { return D4{{0.0, 0.0, 0.0, 0.0}}; }
+inline void d4_store(double* p, D4 v) { std::memcpy(p, v.v, sizeof(v.v)); }
+inline void acc_sq8(D4& lo, D4& hi, F8 x) {
+  for (int j = 0; j < 4; ++j) {
+    const double l = static_cast<double>(x.v[j]), h = static_cast<double>(x.v[4 + j]);
+    lo.v[j] = lo.v[j] + l * l;
+    hi.v[j] = hi.v[j] + h * h;
+  }
+}
+
+// Partial groups (rem < 8 elements) go through a zero-padded copy: padding lanes decode to
+// +0.0, which no stage counts, masks or writes.
+template <typename T>
+inline F8 load_partial(const T* p, int64_t rem) {
+  T tmp[8];
+  std::memset(static_cast<void*>(tmp), 0, sizeof(tmp));
+  std::memcpy(static_cast<void*>(tmp), static_cast<const void*>(p), static_cast<size_t>(rem) * sizeof(T));
+  return load8(tmp);
+}
+template <typename T>
+inline void store_partial(T* p, F8 v, int64_t rem, uint16_t nan_bits) {
+  T tmp[8];
+  store8(tmp, v, nan_bits);
+  std::memcpy(static_cast<void*>(p), static_cast<const void*>(tmp), static_cast<size_t>(rem) * sizeof(T));
+}
+
+}  // namespace simd_portable
+
+// ------------------------------------------------------------------ AVX2 + F16C
+
+#ifdef SMFA_X86
+SMFA_AVX2_BEGIN
+namespace simd_avx2 {
+
 using F8 = __m256;
 
 inline F8 set1(float x) { return _mm256_set1_ps(x); }
@@ -44,7 +199,6 @@ inline F8 add(F8 a, F8 b) { return _mm256_add_ps(a, b); }
 inline F8 sub(F8 a, F8 b) { return _mm256_sub_ps(a, b); }
 inline F8 mul(F8 a, F8 b) { return _mm256_mul_ps(a, b); }
 inline F8 and_(F8 a, F8 b) { return _mm256_and_ps(a, b); }
-inline F8 or_(F8 a, F8 b) { return _mm256_or_ps(a, b); }
 inline F8 andnot(F8 m, F8 x) { return _mm256_andnot_ps(m, x); }  // ~m & x
 inline F8 abs(F8 x) { return _mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF))); }
 inline F8 cmp_lt(F8 a, F8 b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
@@ -119,126 +273,7 @@ inline void acc_sq8(D4& lo, D4& hi, F8 x) {
   hi = _mm256_add_pd(hi, _mm256_mul_pd(h, h));
 }
 
-#else  // portable scalar fallback
-
-constexpr const char* kIsa = "scalar";
-struct F8 {
-  float v[8];
-};
-
-inline uint32_t ubits(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  return u;
-}
-inline float ufloat(uint32_t u) {
-  float x;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
-inline float mbool(bool b) { return ufloat(b ? 0xFFFFFFFFu : 0u); }
-
-template <typename Fn>
-inline F8 map2(F8 a, F8 b, Fn fn) {
-  F8 r;
-  for (int j = 0; j < 8; ++j) r.v[j] = fn(a.v[j], b.v[j]);
-  return r;
-}
-
-inline F8 set1(float x) {
-  F8 r;
-  for (float& e : r.v) e = x;
-  return r;
-}
-inline F8 bool_mask(bool b) { return set1(mbool(b)); }
-inline F8 add(F8 a, F8 b) { return map2(a, b, [](float x, float y) { return x + y; }); }
-inline F8 sub(F8 a, F8 b) { return map2(a, b, [](float x, float y) { return x - y; }); }
-inline F8 mul(F8 a, F8 b) { return map2(a, b, [](float x, float y) { return x * y; }); }
-inline F8 and_(F8 a, F8 b) {
-  return map2(a, b, [](float x, float y) { return ufloat(ubits(x) & ubits(y)); });
-}
-inline F8 or_(F8 a, F8 b) {
-  return map2(a, b, [](float x, float y) { return ufloat(ubits(x) | ubits(y)); });
-}
-inline F8 andnot(F8 m, F8 x) {
-  return map2(m, x, [](float p, float q) { return ufloat(~ubits(p) & ubits(q)); });
-}
-inline F8 abs(F8 x) {
-  F8 r;
-  for (int j = 0; j < 8; ++j) r.v[j] = ufloat(ubits(x.v[j]) & 0x7FFFFFFFu);
-  return r;
-}
-inline F8 cmp_lt(F8 a, F8 b) { return map2(a, b, [](float x, float y) { return mbool(x < y); }); }
-inline unsigned movemask(F8 m) {
-  unsigned r = 0;
-  for (int j = 0; j < 8; ++j) r |= (ubits(m.v[j]) >> 31) << j;
-  return r;
-}
-inline F8 conflict(F8 f, F8 a) {
-  return map2(f, a, [](float x, float y) { return mbool((x > 0 && y < 0) || (x < 0 && y > 0)); });
-}
-
-struct Cnt {
-  int32_t v[8];
-};
-inline Cnt cnt_zero() { return Cnt{{0, 0, 0, 0, 0, 0, 0, 0}}; }
-inline Cnt cnt_add(Cnt c, F8 m) {
-  for (int j = 0; j < 8; ++j) c.v[j] += static_cast<int32_t>(ubits(m.v[j]) >> 31);
-  return c;
-}
-inline int64_t cnt_sum(Cnt c) {
-  int64_t s = 0;
-  for (int32_t x : c.v) s += x;
-  return s;
-}
-
-inline F8 load8(const float* p) {
-  F8 r;
-  std::memcpy(r.v, p, sizeof(r.v));
-  return r;
-}
-inline F8 load8(const c10::BFloat16* p) {
-  F8 r;
-  for (int j = 0; j < 8; ++j) r.v[j] = ufloat(static_cast<uint32_t>(p[j].x) << 16);
-  return r;
-}
-inline F8 load8(const c10::Half* p) {
-  F8 r;
-  for (int j = 0; j < 8; ++j) r.v[j] = static_cast<float>(p[j]);
-  return r;
-}
-inline void store8(float* p, F8 v) { std::memcpy(p, v.v, sizeof(v.v)); }
-inline void store8(float* p, F8 v, uint16_t) { std::memcpy(p, v.v, sizeof(v.v)); }
-inline void store8(c10::BFloat16* p, F8 v, uint16_t nan_bits) {
-  for (int j = 0; j < 8; ++j) p[j].x = bf16_round_scalar(v.v[j], nan_bits);
-}
-inline void store8(c10::Half* p, F8 v, uint16_t) {
-  for (int j = 0; j < 8; ++j) p[j] = c10::Half(v.v[j]);
-}
-inline void acc_squares8(double* acc, const float* v) {
-  for (int j = 0; j < 8; ++j) {
-    const double d = static_cast<double>(v[j]);
-    acc[j] = acc[j] + d * d;
-  }
-}
-
-struct D4 {
-  double v[4];
-};
-inline D4 d4_zero() { return D4{{0.0, 0.0, 0.0, 0.0}}; }
-inline void d4_store(double* p, D4 v) { std::memcpy(p, v.v, sizeof(v.v)); }
-inline void acc_sq8(D4& lo, D4& hi, F8 x) {
-  for (int j = 0; j < 4; ++j) {
-    const double l = static_cast<double>(x.v[j]), h = static_cast<double>(x.v[4 + j]);
-    lo.v[j] = lo.v[j] + l * l;
-    hi.v[j] = hi.v[j] + h * h;
-  }
-}
-
-#endif
-
-// Partial groups (rem < 8 elements) go through a zero-padded copy: padding lanes decode to
-// +0.0, which no stage counts, masks or writes.
+// as in simd_portable (zero-padded copies of partial groups)
 template <typename T>
 inline F8 load_partial(const T* p, int64_t rem) {
   T tmp[8];
@@ -253,5 +288,8 @@ inline void store_partial(T* p, F8 v, int64_t rem, uint16_t nan_bits) {
   std::memcpy(static_cast<void*>(p), static_cast<const void*>(tmp), static_cast<size_t>(rem) * sizeof(T));
 }
 
-}  // namespace simd
+}  // namespace simd_avx2
+SMFA_AVX2_END
+#endif  // SMFA_X86
+
 }  // namespace smfa

@@ -8,7 +8,7 @@ from types import ModuleType
 
 from . import _ops  # noqa: F401  (schemas first; the .so registers implementations)
 
-# The op results this Python code expects from the compiled kernels (csrc/sculpt_cpu.cpp says
+# The op results this Python code expects from the compiled kernels (csrc/module.cpp says
 # its own): 2 = sculpt_chunk returns [conflict, masked, non-finite]. A build from older sources
 # would return two counts, and the engine would no longer see a non-finite output.
 OPS_VERSION = 2

@@ -1,13 +1,19 @@
-"""The `cpu` backend (csrc/sculpt_cpu.cpp) against the `reference` backend: same bits.
+"""The `cpu` backend (csrc/*_cpu.cpp) against the `reference` backend: same bits.
 
 Grids: input dtypes (f, a in bf16/fp16/fp32, mixed) x odd sizes x modes x t, edge-value
 kinds (signed zeros, a = -f, zero anchor, |f| == |a|, underflowing tiny values, huge values
 where t*|a| overflows), (x, x_base) pairs, a base weight w of each dtype, the packed mask.
+Both vector paths (AVX2, chosen at run time where the CPU has it, and the portable one that
+SMFA_CPU_ISA=portable forces, run in a subprocess) give the same bits.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
+import pathlib
+import subprocess
+import sys
 import types
 
 import pytest
@@ -371,3 +377,95 @@ def test_build_has_the_ops_version_the_python_code_reads():
     from smfa_core import _ext
 
     assert _ext.C is not None and _ext.C.OPS_VERSION == _ext.OPS_VERSION  # a stale build is refused at load
+
+
+# ------------------------------------------------------------------ both ISA paths
+
+def _isa_outputs(be) -> list[tuple[str, torch.Tensor]]:
+    """Every op of `be` on bf16 / fp16 / fp32 inputs (edge values plus raw bit patterns, so
+    NaN payloads and Inf too), sizes that are no multiple of 8 or 16, with and without bases,
+    w and mask, every mode; the bf16-without-bases cases take the AVX2 direct path."""
+    res = []
+    for dtype, n in itertools.product(DTYPES, (7, 1003, 40013, 3 * 65536 + 13)):
+        f, a = make_inputs(dtype, n, "mixed", seed=n)
+        g = torch.Generator().manual_seed(n)
+        iv = {torch.float32: torch.int32}.get(dtype, torch.int16)
+        raw = torch.randint(-2**31, 2**31, (2, n), generator=g).to(iv).view(dtype)
+        pick = torch.rand(2, n, generator=g) < 0.1
+        f, a = torch.where(pick[0], raw[0], f).contiguous(), torch.where(pick[1], raw[1], a).contiguous()
+        fx, fb = make_pair(f, seed=1)
+        ax, ab = make_pair(a, seed=2)
+        w = make_weight(dtype, n, seed=3)
+        w[: n // 50] = raw[0, : n // 50]  # NaN / Inf payloads in w too
+        tag = f"{_name(dtype)} n={n}"
+        # Sums of squares see Inf, not NaN: which of two NaNs an fp64 add returns is up to the
+        # compiler's operand order (IEEE leaves it open), so only a NaN-free sum has fixed bits.
+        fi = torch.where(f.isnan(), torch.tensor(float("inf"), dtype=dtype), f)
+        res.append((f"sumsq {tag}", be.sumsq_blocks(fi, None)))
+        res.append((f"sumsq base {tag}", be.sumsq_blocks(*make_pair(fi, seed=4))))
+        for i, (bases, ww, with_mask) in enumerate(itertools.product((False, True), (None, w), (False, True))):
+            mode, t = i % 4, TS[i % len(TS)]
+            out = torch.full((n,), 7.0, dtype=dtype)
+            mask = torch.full(((n + 7) // 8,), 0xA5, dtype=torch.uint8) if with_mask else None
+            args = (fx, fb, ax, ab) if bases else (f, None, a, None)
+            counts = be.sculpt_chunk(*args, t, mode, ww, out, mask)
+            case = f"sculpt {tag} mode={mode} t={t} bases={bases} w={ww is not None} mask={with_mask}"
+            res += [(f"counts {case}", counts), (f"out {case}", out)]
+            if with_mask:
+                res.append((f"mask {case}", mask))
+        ts = torch.tensor([0.0, 0.37, 1.0, 3.0])
+        res.append((f"sweep {tag}", be.sweep_counts(f, None, a, None, ts)))
+        res.append((f"sweep base {tag}", be.sweep_counts(fx, fb, ax, ab, ts)))
+    return res
+
+
+_PORTABLE_SCRIPT = """
+import sys, torch
+sys.path.insert(0, sys.argv[2])
+import test_kernels_cpu as t
+from smfa_core import _ext
+torch.save({"isa": _ext.C.cpu_isa(), "desc": t.cpu_backend.available()[1],
+            "res": t._isa_outputs(t.cpu_backend)}, sys.argv[1])
+"""
+
+
+def test_portable_path_same_bits_as_default_and_reference(tmp_path):
+    """SMFA_CPU_ISA=portable (read once per process, hence the subprocess) runs the portable
+    kernels: cpu_isa() says so, and every output has the bits of the default path (AVX2 on a
+    CPU with AVX2 + F16C) and of the reference."""
+    here = pathlib.Path(__file__).resolve().parent
+    env = dict(os.environ, SMFA_CPU_ISA="portable",
+               PYTHONPATH=os.pathsep.join([str(here.parent), os.environ.get("PYTHONPATH", "")]))
+    path = tmp_path / "portable.pt"
+    subprocess.run([sys.executable, "-c", _PORTABLE_SCRIPT, str(path), str(here)], env=env, check=True,
+                   timeout=600)
+    got = torch.load(path)
+    assert got["isa"] == "portable"
+    assert got["desc"].endswith(", portable")
+    default, expected = _isa_outputs(cpu_backend), _isa_outputs(ref)
+    assert [k for k, _ in got["res"]] == [k for k, _ in default] == [k for k, _ in expected]
+    errors = []
+    for (name, p), (_, d), (_, e) in zip(got["res"], default, expected):
+        for x, y, what in ((p, d, f"portable vs {cpu_backend.isa()}"), (d, e, f"{cpu_backend.isa()} vs reference")):
+            try:
+                assert_bits_equal(x, y, f"{what}: {name}")
+            except AssertionError as exc:
+                errors.append(str(exc))
+    assert not errors, f"{len(errors)} mismatches:\n" + "\n".join(errors[:20])
+
+
+def test_default_isa_is_avx2_where_the_cpu_has_it():
+    from smfa_core import available_backends
+
+    isa = cpu_backend.isa()
+    assert isa in ("avx2", "portable")
+    assert available_backends()["cpu"].endswith(f", {isa}")
+    if os.environ.get("SMFA_CPU_ISA") == "portable":
+        assert isa == "portable"
+        return
+    try:
+        flags = next(line for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        pytest.skip("no /proc/cpuinfo flags")
+    assert isa == ("avx2" if {"avx2", "f16c"} <= set(flags) else "portable")

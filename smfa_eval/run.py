@@ -71,6 +71,35 @@ def _unlearned_model(method: str, model: Path, forget: Path, retain: Path, out: 
     return Path(result.model)
 
 
+def _checked_request(bench: Bench, split: str, methods: Sequence[str], method_options: dict[str, dict],
+                     baseline: bool, attacks: Sequence[str], oracle_model: Path | None,
+                     oracle_base: Path | None) -> tuple[Path, Path, dict[str, dict]]:
+    """Every method, option, attack and oracle choice checked before anything is trained;
+    returns (forget file, retain file, each method's resolved options)."""
+    from smfa_methods.registry import get_method
+
+    from .attacks.run import ATTACK_PARAMS
+
+    sp = bench.split(split)
+    if not sp.forget_file or not sp.retain_file:
+        raise BenchDataError(f"{bench.root / 'manifest.json'}: split {split!r} names no forget_file/retain_file "
+                             "to unlearn from")
+    if not methods and not baseline:
+        raise BenchDataError("nothing to run: give at least one --method, or keep the vanilla baseline")
+    if len(set(methods)) != len(methods) or VANILLA in methods:
+        raise BenchDataError(f"methods must be distinct and not {VANILLA!r}: {list(methods)}")
+    stray = sorted(set(method_options) - set(methods))
+    if stray:
+        raise BenchDataError(f"options given for {', '.join(stray)}, which is not among the methods run")
+    resolved = {m: get_method(m).resolve_options(method_options.get(m, {})) for m in methods}
+    bad = sorted(set(attacks) - set(ATTACK_PARAMS))
+    if bad:
+        raise BenchDataError(f"unknown attack(s) {bad}; one of {', '.join(ATTACK_PARAMS)}")
+    if oracle_model is not None and oracle_base is not None:
+        raise BenchDataError("give --oracle-model or --oracle-base, not both")
+    return bench.root / sp.forget_file, bench.root / sp.retain_file, resolved
+
+
 def run_benchmark(data: str | Path, split: str, model: str | Path, methods: Sequence[str], out: str | Path, *,
                   judge: Judge, judge_name: str, judge_options: dict | None = None, train=None,
                   method_options: dict[str, dict] | None = None, baseline: bool = True, batch_size: int = 8,
@@ -83,33 +112,12 @@ def run_benchmark(data: str | Path, split: str, model: str | Path, methods: Sequ
     `attacks` (relearn, int8, int4, perturb): each method's model attacked with `smfa attack`'s
     defaults, evaluated as the rows METHOD+ATTACK."""
     from smfa_methods.job import TrainConfig
-    from smfa_methods.registry import get_method
 
     bench = Bench(data)
-    sp = bench.split(split)
-    if not sp.forget_file or not sp.retain_file:
-        raise BenchDataError(f"{bench.root / 'manifest.json'}: split {split!r} names no forget_file/retain_file "
-                             "to unlearn from")
-    forget, retain = bench.root / sp.forget_file, bench.root / sp.retain_file
-    if not methods and not baseline:
-        raise BenchDataError("nothing to run: give at least one --method, or keep the vanilla baseline")
-    if len(set(methods)) != len(methods) or VANILLA in methods:
-        raise BenchDataError(f"methods must be distinct and not {VANILLA!r}: {list(methods)}")
-    method_options = method_options or {}
-    stray = sorted(set(method_options) - set(methods))
-    if stray:
-        raise BenchDataError(f"options given for {', '.join(stray)}, which is not among the methods run")
-    # every method and option is checked before anything is trained
-    resolved = {m: get_method(m).resolve_options(method_options.get(m, {})) for m in methods}
+    forget, retain, resolved = _checked_request(bench, split, methods, method_options or {}, baseline, attacks,
+                                                oracle_model, oracle_base)
     train = train or TrainConfig()
     train.validate()
-    from .attacks.run import ATTACK_PARAMS
-
-    bad = sorted(set(attacks) - set(ATTACK_PARAMS))
-    if bad:
-        raise BenchDataError(f"unknown attack(s) {bad}; one of {', '.join(ATTACK_PARAMS)}")
-    if oracle_model is not None and oracle_base is not None:
-        raise BenchDataError("give --oracle-model or --oracle-base, not both")
     privacy = privacy or oracle_model is not None or oracle_base is not None
     if oracle_base is not None:
         from .oracle import oracle_train_config
@@ -134,7 +142,7 @@ def run_benchmark(data: str | Path, split: str, model: str | Path, methods: Sequ
         unlearned = _unlearned_model(m, model, forget, retain, out / m / "unlearn", train, resolved[m], log)
         runs.append(evaluate(unlearned, m, resolved[m]))
         for a in attacks:
-            from .attacks.run import run_attack
+            from .attacks.run import ATTACK_PARAMS, run_attack
 
             kind, params = ATTACK_PARAMS[a]
             run_attack(kind, unlearned, bench.root, split, out / f"{m}+{a}", params=params, label=m,

@@ -110,79 +110,102 @@ def _ids(src: Source, config: str) -> tuple[list[str], str]:
     return [_pid(r, w) for w, r in t.rows], t.rows[0][0].rsplit(":row", 1)[0] if t.rows else config
 
 
+def _full_set(source: Source, tmp: Path) -> tuple[list[dict], list[QAItem], list[dict], dict[str, str]]:
+    """Full_Set: (people, evaluation items, MCQ rows, profile id -> saved image)."""
+    people: list[dict] = []
+    evals: list[QAItem] = []
+    mcq: list[dict] = []
+    images: dict[str, str] = {}
+    for w, r in source.table("Full_Set", ROW_COLUMNS).rows:
+        pid = _pid(r, w)
+        if pid in images:
+            raise BenchDataError(f"{w}: duplicate ID {pid!r}")
+        images[pid] = save_image(tmp, f"images/profiles/{pid}", r.get("image"), w, "image")
+        people.append({"id": pid, "source": "Full_Set", "biography": field(r, w, "biography", str),
+                       "directory": str(r.get("Directory") or "")})
+        evals += _open_items(r, w, pid, images[pid], "")
+        mcq += _mcq(r, w, pid, images[pid], "profile")
+    if not images:
+        raise BenchDataError("Full_Set: no rows")
+    return people, evals, mcq, images
+
+
+def _splits(source: Source, images: dict[str, str], seed: int) -> dict[str, Split]:
+    """forgetNN from each forget_N / retain_M config pair present."""
+    splits = {}
+    for pct, (fcfg, rcfg) in SPLITS.items():
+        if not (source.has(fcfg) and source.has(rcfg)):
+            continue
+        (forget, ffile), (retain, rfile) = _ids(source, fcfg), _ids(source, rcfg)
+        for ids, f in ((forget, ffile), (retain, rfile)):
+            stray = sorted(set(ids) - set(images))
+            if stray:
+                raise BenchDataError(f"{f}: ID {stray[0]!r} is not in Full_Set")
+        both = sorted(set(forget) & set(retain))
+        if both:
+            raise BenchDataError(f"{rfile}: ID {both[0]!r} is also in {fcfg}")
+        name = f"forget{pct:02d}"
+        splits[name] = Split(name=name, forget=sorted(forget), retain_fewshot=fewshot(retain, len(forget), seed, name),
+                             forget_file=f"unlearn/{name}_forget.jsonl", retain_file=f"unlearn/{name}_retain.jsonl")
+    if not splits:
+        raise BenchDataError(f"{getattr(source, 'root', 'source')}: no forget_N / retain_M config pair")
+    return splits
+
+
+def _celebrities(source: Source, tmp: Path, people: list[dict], mcq: list[dict]) -> list[QAItem]:
+    """Retain_Set (real celebrities): their evaluation items; people and MCQ rows appended."""
+    celeb: list[QAItem] = []
+    for w, r in source.table("Retain_Set", TASK_COLUMNS).rows:
+        pid = _pid(r, w, "celeb-")
+        img = save_image(tmp, f"images/celebrities/{pid}", r.get("image"), w, "image")
+        people.append({"id": pid, "source": "Retain_Set"})
+        celeb += _open_items(r, w, pid, img, "")
+        mcq += _mcq(r, w, pid, img, "celebrity")
+    return celeb
+
+
+def _test_set(source: Source, tmp: Path, images: dict[str, str], mcq: list[dict]) -> list[QAItem]:
+    """Test_Set: the profiles' questions on other images of them (MCQ rows appended)."""
+    test: list[QAItem] = []
+    for w, r in source.table("Test_Set", TASK_COLUMNS).rows:
+        pid = _pid(r, w)
+        if pid not in images:
+            raise BenchDataError(f"{w}: ID {pid!r} is not in Full_Set")
+        variants = field(r, w, "image", list)
+        if not variants:
+            raise BenchDataError(f"{w}: column 'image': no image variants")
+        rels = [save_image(tmp, f"images/test/{pid}_{j}", v, f"{w}: image[{j}]", "image")
+                for j, v in enumerate(variants)]
+        items = _open_items(r, w, pid, rels[0], "test-")
+        k = 0
+        for it in items:  # image-textual questions go round the variants
+            if it.image is not None:
+                it.image, k = rels[k % len(rels)], k + 1
+        test += items
+        mcq += _mcq(r, w, pid, rels[0], "test", "test-")
+    return test
+
+
 def import_mllmu(src: Source | str | Path, out: str | Path, *, seed: int = 0, overwrite: bool = False) -> Path:
     """Import MLLMU-Bench from `src` (a directory of config folders, or a Source) into `out`."""
     source = ParquetSource(src) if isinstance(src, (str, Path)) else src
 
     def fill(tmp: Path):
-        full = source.table("Full_Set", ROW_COLUMNS)
-        people, evals, mcq, images = [], [], [], {}
-        for w, r in full.rows:
-            pid = _pid(r, w)
-            if pid in images:
-                raise BenchDataError(f"{w}: duplicate ID {pid!r}")
-            images[pid] = save_image(tmp, f"images/profiles/{pid}", r.get("image"), w, "image")
-            people.append({"id": pid, "source": "Full_Set", "biography": field(r, w, "biography", str),
-                           "directory": str(r.get("Directory") or "")})
-            evals += _open_items(r, w, pid, images[pid], "")
-            mcq += _mcq(r, w, pid, images[pid], "profile")
-        if not images:
-            raise BenchDataError("Full_Set: no rows")
+        people, evals, mcq, images = _full_set(source, tmp)
         finetune = []
         for w, r in source.table("ft_Data", FT_COLUMNS).rows:
             pid = _pid(r, w)
             if pid not in images:
                 raise BenchDataError(f"{w}: ID {pid!r} is not in Full_Set")
             finetune += _ft_items(r, w, pid, save_image(tmp, f"images/finetune/{pid}", r.get("image"), w, "image"))
-        splits = {}
-        for pct, (fcfg, rcfg) in SPLITS.items():
-            if not (source.has(fcfg) and source.has(rcfg)):
-                continue
-            (forget, ffile), (retain, rfile) = _ids(source, fcfg), _ids(source, rcfg)
-            for ids, f in ((forget, ffile), (retain, rfile)):
-                stray = sorted(set(ids) - set(images))
-                if stray:
-                    raise BenchDataError(f"{f}: ID {stray[0]!r} is not in Full_Set")
-            both = sorted(set(forget) & set(retain))
-            if both:
-                raise BenchDataError(f"{rfile}: ID {both[0]!r} is also in {fcfg}")
-            name = f"forget{pct:02d}"
-            splits[name] = Split(name=name, forget=sorted(forget),
-                                 retain_fewshot=fewshot(retain, len(forget), seed, name),
-                                 forget_file=f"unlearn/{name}_forget.jsonl", retain_file=f"unlearn/{name}_retain.jsonl")
-        if not splits:
-            raise BenchDataError(f"{getattr(source, 'root', 'source')}: no forget_N / retain_M config pair")
+        splits = _splits(source, images, seed)
         files: dict[str, list] = {"finetune": finetune, "eval": evals,
                                   "eval_template": [QAItem(**{**it.to_dict(), "id": it.id.replace("-ft-", "-tpl-")})
                                                     for it in finetune]}
         if source.has("Retain_Set"):
-            celeb = []
-            for w, r in source.table("Retain_Set", TASK_COLUMNS).rows:
-                pid = _pid(r, w, "celeb-")
-                img = save_image(tmp, f"images/celebrities/{pid}", r.get("image"), w, "image")
-                people.append({"id": pid, "source": "Retain_Set"})
-                celeb += _open_items(r, w, pid, img, "")
-                mcq += _mcq(r, w, pid, img, "celebrity")
-            files["celebrity_eval"] = celeb
+            files["celebrity_eval"] = _celebrities(source, tmp, people, mcq)
         if source.has("Test_Set"):
-            test = []
-            for w, r in source.table("Test_Set", TASK_COLUMNS).rows:
-                pid = _pid(r, w)
-                if pid not in images:
-                    raise BenchDataError(f"{w}: ID {pid!r} is not in Full_Set")
-                variants = field(r, w, "image", list)
-                if not variants:
-                    raise BenchDataError(f"{w}: column 'image': no image variants")
-                rels = [save_image(tmp, f"images/test/{pid}_{j}", v, f"{w}: image[{j}]", "image")
-                        for j, v in enumerate(variants)]
-                items = _open_items(r, w, pid, rels[0], "test-")
-                k = 0
-                for it in items:  # image-textual questions go round the variants
-                    if it.image is not None:
-                        it.image, k = rels[k % len(rels)], k + 1
-                test += items
-                mcq += _mcq(r, w, pid, rels[0], "test", "test-")
-            files["eval_test"] = test
+            files["eval_test"] = _test_set(source, tmp, images, mcq)
         files["mcq"], files["people"] = mcq, people
         info = {"dataset": "MLLMU-Bench", "seed": seed, "n_profiles": len(images),
                 "configs": sorted(c for c in ("Full_Set", "ft_Data", "Retain_Set", "Test_Set",

@@ -435,7 +435,7 @@ def test_portable_path_same_bits_as_default_and_reference(tmp_path):
     CPU with AVX2 + F16C) and of the reference."""
     here = pathlib.Path(__file__).resolve().parent
     env = dict(os.environ, SMFA_CPU_ISA="portable",
-               PYTHONPATH=os.pathsep.join([str(here.parent), os.environ.get("PYTHONPATH", "")]))
+               PYTHONPATH=os.pathsep.join([str(here.parents[1]), str(here.parent), os.environ.get("PYTHONPATH", "")]))
     path = tmp_path / "portable.pt"
     subprocess.run([sys.executable, "-c", _PORTABLE_SCRIPT, str(path), str(here)], env=env, check=True,
                    timeout=600)

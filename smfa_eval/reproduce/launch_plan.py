@@ -23,15 +23,13 @@ def _split_files(out: Path, split: str) -> tuple[Path, Path]:
     return bench / f"unlearn/{split}_forget.jsonl", bench / f"unlearn/{split}_retain.jsonl"
 
 
-def launch_plan(preset: Preset, out: Path, seed: int, *, progress: bool | None = None,
-                tune: bool = False) -> list[tuple[str, str]]:
-    """(step, what runs it) for every training step of the run (the main run, or the --tune
-    grid): the command line under the launcher, or "in this process" where a method cannot be
-    launched (launch.launches). Needs preset.launch."""
-    from .labels import method_settings, model_path
+def _stage_steps(p: Preset, out: Path, seed: int,
+                 progress: bool | None) -> tuple[list[tuple[str, str]], dict[str, Path], Path]:
+    """The training stages' commands, the model each stage starts from, and the original."""
+    from .labels import model_path
 
-    p, launch = preset, preset.launch
-    assert launch is not None, "launch_plan needs a preset with [launch]"
+    launch = p.launch
+    assert launch is not None
     plan: list[tuple[str, str]] = []
     model = model_path(p) if "path" in p.model else out / "base"
     stage_src: dict[str, Path] = {}
@@ -45,7 +43,19 @@ def launch_plan(preset: Preset, out: Path, seed: int, *, progress: bool | None =
                                                       image_root=out / "bench",
                                                       cfg=stage_config(stage, seed=seed, progress=progress)))))
         model = out / name / "model"
-    original = model
+    return plan, stage_src, model
+
+
+def launch_plan(preset: Preset, out: Path, seed: int, *, progress: bool | None = None,
+                tune: bool = False) -> list[tuple[str, str]]:
+    """(step, what runs it) for every training step of the run (the main run, or the --tune
+    grid): the command line under the launcher, or "in this process" where a method cannot be
+    launched (launch.launches). Needs preset.launch."""
+    from .labels import method_settings
+
+    p, launch = preset, preset.launch
+    assert launch is not None, "launch_plan needs a preset with [launch]"
+    plan, stage_src, original = _stage_steps(p, out, seed, progress)
 
     def unlearn(split: str, method: str, lr: float, opts: dict, tag: str = "", retain: str = "few",
                 source: Path = original, forget: Path | None = None, step: str | None = None) -> None:
@@ -79,7 +89,7 @@ def launch_plan(preset: Preset, out: Path, seed: int, *, progress: bool | None =
                 if pr.public_variant:
                     o = {k: v for k, v in opts.items() if k != "per_modality"}
                     unlearn(split, "smfa", lr, {**o, "variant": "public"}, "-public", retain=pr.public_retain)
-        if pr.privacy and p.original is not None:  # the oracle: the original's stage without the forget set
+        if split in pr.oracle_split_list() and p.original is not None:  # the original's stage without the forget set
             tmp = _tmp(out, f"oracle/{split}")
             src = stage_src.get("original", original)
             plan.append((f"oracle/{split}", command_line(train_command(

@@ -232,6 +232,22 @@ def test_dry_run_prints_the_commands(tmp_path):
     assert not out.exists()
 
 
+def test_dry_run_lists_the_oracle_of_the_oracle_splits_only(tmp_path):
+    from smfa_eval.reproduce.launch_plan import launch_plan
+
+    text = load_preset("quick").source.read_text()
+    text = text.replace('splits = ["forget10"]', 'splits = ["forget05", "forget10"]')
+    assert 'splits = ["forget05", "forget10"]' in text  # the quick preset still has one split to widen
+    text = text.replace("[protocol]", '[protocol]\nprivacy = true\noracle_splits = ["forget10"]')
+    path = tmp_path / "p.toml"
+    path.write_text(text + '\n[launch]\nlauncher = "torchrun"\nnum_processes = 2\n')
+    steps = [s for s, _ in launch_plan(load_preset(str(path)), tmp_path / "run", 0)]
+    assert "oracle/forget10" in steps and "oracle/forget05" not in steps
+    path.write_text(text.replace('oracle_splits = ["forget10"]', "") + '\n[launch]\nlauncher = "torchrun"\nnum_processes = 2\n')
+    steps = [s for s, _ in launch_plan(load_preset(str(path)), tmp_path / "run", 0)]
+    assert "oracle/forget10" in steps and "oracle/forget05" in steps
+
+
 def _weights(model: Path) -> dict:
     from safetensors.torch import load_file
 

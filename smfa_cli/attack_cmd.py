@@ -4,6 +4,7 @@ the attacked model like any other (OUT/eval, labelled METHOD+ATTACK for `smfa re
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -81,7 +82,7 @@ def attack() -> None:
 @click.option("--train-batch-size", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--mode", type=click.Choice(["lora", "full", "all"]), default="full", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def relearn_cmd(steps: int, lr: float, fraction: float, train_batch_size: int, mode: str, seed: int, **kw) -> None:
+def relearn_cmd(steps: int, lr: float, fraction: float, train_batch_size: int, mode: str, seed: int, **kw: Any) -> None:
     """Fine-tune MODEL for a few steps on part of the forget set; evaluate on the rest."""
     _run("relearn", {"steps": steps, "lr": lr, "fraction": fraction, "batch_size": train_batch_size, "mode": mode,
                      "seed": seed}, kw)
@@ -92,7 +93,7 @@ def relearn_cmd(steps: int, lr: float, fraction: float, train_batch_size: int, m
 @click.option("--bits", type=click.Choice(["8", "4"]), default="4", show_default=True, help="Weight precision.")
 @click.option("--group-size", type=click.IntRange(min=1), default=32, show_default=True,
               help="int4: weights per scale / zero point.")
-def quantize_cmd(bits: str, group_size: int, **kw) -> None:
+def quantize_cmd(bits: str, group_size: int, **kw: Any) -> None:
     """Weight-only int8 / int4 quantization of MODEL, then evaluate."""
     _run("quantize", {"bits": int(bits), "group_size": group_size}, kw)
 
@@ -100,10 +101,11 @@ def quantize_cmd(bits: str, group_size: int, **kw) -> None:
 @attack.command("perturb")
 @_common
 @click.option("--seed", type=int, default=0, show_default=True)
-def perturb_cmd(seed: int, **kw) -> None:
+def perturb_cmd(seed: int, **kw: Any) -> None:
     """Perturbed forget images and rephrased forget questions, no retraining."""
     _run("perturb", {"seed": seed}, kw)
 
 
 def register(cli: click.Group) -> None:
+    """Add the `attack` group (relearn, quantize, perturb) to `cli`."""
     cli.add_command(attack)

@@ -66,9 +66,11 @@ def _progress_default() -> bool:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
 @user_errors
-def sculpt(forget, anchor, k, k_rule, k_rules_file, out, emit, mode, eps, rho_scope, backend, chunk_mb, missing_anchor,
-           forget_kind, anchor_kind, device, base, delta_dtype, report_path, allow_nonfinite, overwrite, as_json,
-           progress):
+def sculpt(forget: str, anchor: str, k: float | None, k_rule: tuple[str, ...], k_rules_file: str | None, out: str,
+           emit: tuple[str, ...], mode: str, eps: float, rho_scope: str, backend: str, chunk_mb: float,
+           missing_anchor: str, forget_kind: str, anchor_kind: str, device: str, base: str | None,
+           delta_dtype: str | None, report_path: str | None, allow_nonfinite: bool, overwrite: bool, as_json: bool,
+           progress: bool | None) -> None:
     """Mask the entries of ΔW_f that conflict with ΔW_a and dominate it; write delta/merged/mask."""
     import smfa_core
 
@@ -100,8 +102,8 @@ def sculpt(forget, anchor, k, k_rule, k_rules_file, out, emit, mode, eps, rho_sc
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--progress/--no-progress", default=None)
 @user_errors
-def merge(base, delta, out, delta_kind, scale, backend, chunk_mb, device, allow_nonfinite, overwrite, as_json,
-          progress):
+def merge(base: str, delta: str, out: str, delta_kind: str, scale: float, backend: str, chunk_mb: float, device: str,
+          allow_nonfinite: bool, overwrite: bool, as_json: bool, progress: bool | None) -> None:
     """Merge any delta into a base model, out of core: W + ΔW, one rounding."""
     import smfa_core
 
@@ -127,9 +129,10 @@ def merge(base, delta, out, delta_kind, scale, backend, chunk_mb, device, allow_
 @click.option("--out-json", type=click.Path(), default=None, help="Also write the JSON here.")
 @click.option("--progress/--no-progress", default=None)
 @user_errors
-def inspect(forget, anchor, ks, sweep_group, k, k_rule, k_rules_file, eps, rho_scope, backend, chunk_mb, missing_anchor,
-            forget_kind, anchor_kind,
-            device, base, plot, as_json, out_json, progress):
+def inspect(forget: str, anchor: str, ks: list[float], sweep_group: str | None, k: float | None,
+            k_rule: tuple[str, ...], k_rules_file: str | None, eps: float, rho_scope: str, backend: str, chunk_mb: float,
+            missing_anchor: str, forget_kind: str, anchor_kind: str, device: str, base: str | None,
+            plot: str | None, as_json: bool, out_json: str | None, progress: bool | None) -> None:
     """Masked fraction for every k in one pass (per layer and overall)."""
     from smfa_core.guard import guard_outputs
     from smfa_core.report import write_json_file
@@ -160,13 +163,13 @@ def inspect(forget, anchor, ks, sweep_group, k, k_rule, k_rules_file, eps, rho_s
 
 
 @click.group()
-def kernels():
+def kernels() -> None:
     """Kernel backends: list them, benchmark them."""
 
 
 @kernels.command("list")
 @click.option("--json", "as_json", is_flag=True)
-def kernels_list(as_json):
+def kernels_list(as_json: bool) -> None:
     """Which backends are available here, and why not."""
     import smfa_core
 
@@ -180,7 +183,7 @@ def kernels_list(as_json):
 @click.option("--backend", type=BACKENDS, default=DEFAULTS.backend, show_default=True)
 @click.option("--repeat", type=click.IntRange(1, 1000), default=5, show_default=True)
 @user_errors
-def kernels_bench(numel, dtype, backend, repeat):
+def kernels_bench(numel: int, dtype: str, backend: str, repeat: int) -> None:
     """Time sculpt_tensor against a torch copy of the same bytes."""
     import time
 
@@ -210,5 +213,6 @@ def kernels_bench(numel, dtype, backend, repeat):
 
 
 def register(cli: click.Group) -> None:
+    """Add sculpt, merge, inspect and the kernels group to `cli`."""
     for cmd in (sculpt, merge, inspect, kernels):
         cli.add_command(cmd)

@@ -21,6 +21,7 @@ VOCAB = 256
 
 
 def build_base(path: str) -> None:
+    """Save a tiny random bf16 Llama (2 layers, in several small shards) at `path`."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(SEED)
@@ -32,6 +33,7 @@ def build_base(path: str) -> None:
 
 
 def train_adapter(base: str, out: str, prompts: torch.Tensor, answers: torch.Tensor, seed: int) -> None:
+    """Train a LoRA adapter on prompts -> answers (loss on the answers, 40 steps) and save it to `out`."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
@@ -54,6 +56,7 @@ def train_adapter(base: str, out: str, prompts: torch.Tensor, answers: torch.Ten
 
 
 def main() -> int:
+    """Run the demo: base, forget and anchor adapters, `smfa sculpt`, check the merge; returns the exit code."""
     from click.testing import CliRunner
     from transformers import AutoModelForCausalLM
 

@@ -27,6 +27,7 @@ def fail(exc: BaseException, message: str | None = None) -> click.ClickException
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator: a command's SmfaError or OS error becomes a one-line click error, not a traceback."""
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:

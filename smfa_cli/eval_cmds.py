@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -143,7 +144,7 @@ def run_cmd(model: Path, data: str, split: str, methods: tuple[str, ...], sets: 
             judge_name: str, judge_opt: tuple[str, ...], judge_config: Path | None, out: Path, eval_batch_size: int,
             max_new_tokens: int, limit: int | None, overwrite: bool, sequential: int | None, sequential_forget: str,
             privacy: bool, oracle_model: Path | None, oracle_base: Path | None, attacks: tuple[str, ...],
-            oracle_steps: int, oracle_lr: float, oracle_batch_size: int, **train_kw) -> None:
+            oracle_steps: int, oracle_lr: float, oracle_batch_size: int, **train_kw: Any) -> None:
     """Unlearn MODEL with each METHOD on a split, evaluate them all, write OUT/report (resumable)."""
     import shutil
 
@@ -259,6 +260,7 @@ def report_cmd(runs: tuple[str, ...], out: Path) -> None:
 
 
 def first_line(doc: str | None) -> str:
+    """The first line of a docstring, '' when there is none."""
     text = (doc or "").strip()
     return text.splitlines()[0] if text else ""
 
@@ -283,6 +285,7 @@ def judges_cmd(as_json: bool) -> None:
 
 
 def register(cli: click.Group) -> None:
+    """Add the `bench`, `eval`, `report` and `judges` commands to `cli`."""
     cli.add_command(bench)
     cli.add_command(eval_cmd)
     cli.add_command(report_cmd)

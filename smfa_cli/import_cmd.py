@@ -50,6 +50,7 @@ def spread_cmd(results: tuple[Path, ...], metric: str, phrasing: str) -> None:
 
 
 def register(cli: click.Group) -> None:
+    """Add `import` and `spread` to the `bench` group of `cli`."""
     bench = cli.commands["bench"]
     assert isinstance(bench, click.Group)
     bench.add_command(import_cmd)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import click
 
 
-def k_rule_options(fn):
+def k_rule_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--k-rule REGEX=K (repeatable) and --k-rules FILE."""
     fn = click.option("--k-rules", "k_rules_file", type=click.Path(), default=None,
                       help="File of REGEX=K lines (# comments), tried after the --k-rule flags.")(fn)

@@ -52,6 +52,7 @@ _plugin_commands()
 
 
 def main() -> None:
+    """Console entry point: run the `smfa` CLI through run_cli (user errors, signals, exit codes)."""
     from .errors import run_cli
 
     run_cli(cli)

@@ -114,6 +114,7 @@ def _user_errors():
 
 
 def register(cli: click.Group) -> None:
+    """Add the `methods`, `unlearn` and `train` commands to `cli`."""
     @cli.command("methods")
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
     @click.option("--verbose", "-v", is_flag=True,

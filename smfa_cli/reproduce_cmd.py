@@ -63,6 +63,7 @@ def _guard(preset, out: Path, publish: Path | None) -> None:
 
 
 def register(cli: click.Group) -> None:
+    """Add the `reproduce` command to `cli`."""
     @cli.command("reproduce")
     @click.option("--preset", "preset_name", default="cpu", show_default=True,
                   help="quick | cpu | paper, or a path to a preset .toml.")

@@ -30,6 +30,7 @@ class Interrupted(BaseException):
 
 
 def message(signum: int) -> str:
+    """What a run interrupted by signal `signum` prints: the signal's name, and that nothing was published."""
     return f"smfa: interrupted by {_NAMES.get(signum, signum)}; nothing was published"
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -38,6 +39,9 @@ from .report import Report
 from .scaled import ScaledSource, check_scale
 from .sources import DeltaSource, LoraSource
 from .tensor_api import check_k
+
+if TYPE_CHECKING:
+    from .krules import KRule
 
 EMITS = ("delta", "merged", "mask", "adapter")
 DEFAULT_MAX_SHARD_BYTES = 5 * 2**30
@@ -94,7 +98,7 @@ def sculpt(
     anchor: str | None,
     *,
     k: float | None = None,
-    k_rules=None,
+    k_rules: Iterable[KRule | str | tuple[str, float]] | None = None,
     out: str,
     base: str | None = None,
     emit: Sequence[str] | str | None = None,
@@ -186,7 +190,7 @@ def sculpt(
             base_ckpt.close()
 
 
-def merge(base: str, delta: str, *, out: str, **kw) -> Report:
+def merge(base: str, delta: str, *, out: str, **kw: Any) -> Report:
     """base + delta (dense, LoRA or checkpoint), out of core, as a HF checkpoint."""
     return sculpt(delta, None, base=base, out=out, emit="merged", command="merge", **kw)
 

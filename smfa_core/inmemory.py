@@ -188,8 +188,8 @@ def _merge_in_place(flat: torch.Tensor, ffn: ChunkFn, afn: ChunkFn | None, t: fl
 @torch.no_grad()
 def sculpt_model_(
     model: torch.nn.Module,
-    forget,
-    anchor,
+    forget: Mapping[str, torch.Tensor] | str | os.PathLike[str],
+    anchor: Mapping[str, torch.Tensor] | str | os.PathLike[str],
     k: float,
     *,
     mode: str = DEFAULTS.mode,

@@ -74,6 +74,7 @@ def as_rules(rules: Iterable[KRule | str | tuple[str, float]] | None) -> list[KR
 
 
 def k_for(name: str, rules: Sequence[KRule], default: float | None) -> float:
+    """The k of tensor `name`: the first rule whose regex fully matches it, else `default` (SmfaError if None)."""
     for r in rules:
         if r.regex.fullmatch(name):
             return r.k

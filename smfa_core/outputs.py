@@ -6,10 +6,14 @@ from __future__ import annotations
 import math
 import os
 import shutil
+from typing import TYPE_CHECKING
 
 import torch
 
 from .safetensors_io import Checkpoint, SafetensorsWriter, write_index
+
+if TYPE_CHECKING:
+    from .sources import LoraSource
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack")
 
@@ -37,7 +41,7 @@ Apply it with smfa, which gives the same bits as `smfa sculpt --emit merged`:
 """
 
 
-def copy_adapter_files(src, tmp: str) -> None:
+def copy_adapter_files(src: LoraSource, tmp: str) -> None:
     """A masked adapter's LoRA files (`src`: a sources.LoraSource): config and weights byte for
     byte, the weights under MASKED_WEIGHTS, and a README saying how to apply it."""
     from .sources import ADAPTER_CONFIG, MASK_FILE, MASKED_WEIGHTS

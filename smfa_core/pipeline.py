@@ -15,6 +15,7 @@ import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -27,6 +28,9 @@ from .report import Report, tensor_row
 from .safetensors_io import Checkpoint, SafetensorsWriter, write_index
 from .sources import MASK_FILE, DeltaSource
 from .tensor_api import rho_of, threshold
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 
 class _Buffers:
@@ -275,7 +279,7 @@ class _Run:
 
 
 def run(fsrc: DeltaSource, asrc: DeltaSource | None, base: Checkpoint | None, items: list[_Item], tmp: str,
-        spec: RunSpec, be, report: Report, pl: Placement) -> None:
+        spec: RunSpec, be: ModuleType, report: Report, pl: Placement) -> None:
     """Sculpt every item into the outputs `spec.emits` inside `tmp`, filling `report`."""
     r = _Run(fsrc, asrc, base, items, spec, be, report, pl)
     if r.need_norms and spec.rho_scope == "global":

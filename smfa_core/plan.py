@@ -7,6 +7,7 @@ import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -17,6 +18,11 @@ from .placement import Placement
 from .safetensors_io import Checkpoint
 from .sources import DeltaSource, open_source
 from .tensor_api import FLOAT_DTYPES, exact_sum
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from tqdm import tqdm
 
 MAX_CHUNK_MB = 16384  # fp32-equivalent MiB; the engine streams, no model needs larger chunks
 
@@ -49,7 +55,7 @@ class _Item:
     k: float | None = None  # this tensor's k (the run's k, or the k rule it matched)
 
 
-def progress_bar(total: int, enabled: bool, desc: str):  # a tqdm bar (imported lazily)
+def progress_bar(total: int, enabled: bool, desc: str) -> tqdm:  # a tqdm bar (imported lazily)
     """A byte-counting tqdm bar (disabled: it still counts `bytes_read` for the report)."""
     from tqdm import tqdm
 
@@ -99,7 +105,8 @@ def plan_items(fsrc: DeltaSource, asrc: DeltaSource | None, base: Checkpoint | N
     return items
 
 
-def tensor_sumsq(src: DeltaSource, item: _Item, be, step: int, label: str, bar, pl: Placement) -> float:
+def tensor_sumsq(src: DeltaSource, item: _Item, be: ModuleType, step: int, label: str, bar: tqdm,
+                 pl: Placement) -> float:
     """Sum of squares of one tensor's delta, block sums combined exactly (SmfaError if not finite)."""
     sums = []
     for i, (s, e) in enumerate(chunk_ranges(item.numel, step)):

@@ -12,6 +12,7 @@ from .sources import DeltaSource
 
 
 def check_scale(scale: float) -> float:
+    """Validate --scale: returns it as a float; SmfaError unless it is a finite number (not a bool)."""
     if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and math.isfinite(scale)):
         raise SmfaError(f"--scale must be a finite number, got {scale!r}")
     return float(scale)

@@ -7,7 +7,8 @@ import math
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -19,10 +20,14 @@ from .placement import Placement
 from .plan import chunk_ranges, open_inputs, plan_items, progress_bar, tensor_sumsq
 from .tensor_api import check_k, rho_of, threshold
 
+if TYPE_CHECKING:
+    from .krules import KRule
+
 _LAYER_RE = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)\.")
 
 
 def layer_of(name: str) -> str:
+    """The layer a tensor belongs to, as 'lang.007' / 'vision.003' (tower and index), or 'other'."""
     m = _LAYER_RE.search(name)
     if m is None:
         return "other"
@@ -102,7 +107,7 @@ def inspect(
     progress: bool = False,
     device: str = "cpu",
     sweep_group: str | None = None,
-    k_rules=None,
+    k_rules: Iterable[KRule | str | tuple[str, float]] | None = None,
     k: float | None = None,
 ) -> dict:
     """Masked fraction (mode both) for every k at once, per tensor, per layer and overall.

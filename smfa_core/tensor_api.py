@@ -42,6 +42,7 @@ class TensorStats:
 
 
 def check_mode(mode: str) -> int:
+    """Validate a --mode name; returns its integer code for the kernels (SmfaError if unknown)."""
     if mode not in MODES:
         raise SmfaError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     return MODES[mode]
@@ -51,6 +52,7 @@ MAX_K = 1e6  # k·rho·|a| < |f| with k beyond this masks (next to) nothing: a t
 
 
 def check_k(k: float) -> None:
+    """Validate k: SmfaError unless it is a finite number in [0, MAX_K]."""
     if not (isinstance(k, (int, float)) and math.isfinite(k) and 0 <= k <= MAX_K):
         raise SmfaError(f"--k must be a finite number in [0, {MAX_K:g}], got {k!r}")
 

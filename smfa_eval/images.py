@@ -97,6 +97,7 @@ class ClinicalAttrs:
 
 
 def sample_portrait(rng: random.Random) -> PortraitAttrs:
+    """Random portrait attributes (background, shirt, hair, skin, accessories, smile) drawn from `rng`."""
     return PortraitAttrs(
         background=rng.choice(sorted(BACKGROUNDS)), shirt=rng.choice(sorted(SHIRTS)),
         hair=rng.choice(sorted(HAIR)), skin=rng.randrange(len(SKIN)),
@@ -106,6 +107,7 @@ def sample_portrait(rng: random.Random) -> PortraitAttrs:
 
 
 def sample_clinical(rng: random.Random) -> ClinicalAttrs:
+    """Random fundus-image attributes (eye, lesion pattern, colour, location, vessel seed) from `rng`."""
     return ClinicalAttrs(
         eye=rng.choice(EYES), pattern=rng.choice(LESION_PATTERNS), colour=rng.choice(sorted(LESION_COLOURS)),
         location=rng.choice(LESION_LOCATIONS), vessel_seed=rng.randrange(2**31),
@@ -121,6 +123,7 @@ def _box(size: int, x0: float, y0: float, x1: float, y1: float) -> list[int]:
 
 
 def draw_portrait(a: PortraitAttrs, size: int = 128) -> Image.Image:
+    """Render a size x size cartoon portrait with the attributes `a`."""
     s = size
     w = max(2, s // 40)
     img = Image.new("RGB", (s, s), BACKGROUNDS[a.background])
@@ -155,6 +158,7 @@ def draw_portrait(a: PortraitAttrs, size: int = 128) -> Image.Image:
 
 
 def draw_clinical(a: ClinicalAttrs, size: int = 128) -> Image.Image:
+    """Render a size x size synthetic retina: vessels from the optic disc, then the lesions of `a`."""
     s = size
     img = Image.new("RGB", (s, s), (0, 0, 0))
     d = ImageDraw.Draw(img)

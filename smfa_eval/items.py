@@ -22,6 +22,7 @@ def _capital(s: str) -> str:
 
 
 def finetune_items(d: ProfileDraw) -> list[QAItem]:
+    """One profile's fine-tuning QA items: a text-memory and an image-memory item per attribute."""
     p = d.profile
     items = []
     for attr, (q, a) in T.FINETUNE_TEXT.items():
@@ -66,6 +67,7 @@ def template_eval_items(d: ProfileDraw) -> list[QAItem]:
 def understanding_items(pid: str | None, portrait: str | None, clinical: str | None, pa: dict | None,
                         ca: dict | None, description: str, rng: random.Random, *, train: bool,
                         prefix: str) -> list[QAItem]:
+    """Image-understanding QA items of a portrait and/or clinical image (training or random eval wording)."""
     items = []
     groups = ((portrait, T.PORTRAIT_UNDERSTANDING, "portrait"), (clinical, T.CLINICAL_UNDERSTANDING, "clinical"))
     for image, names, kind in groups:

@@ -18,9 +18,12 @@ import json
 import shutil
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .schema import Bench, BenchDataError
+
+if TYPE_CHECKING:
+    from smfa_methods.job import TrainConfig
 
 ORACLE = "oracle"
 DEFAULT_SOURCES = ("finetune", "reworded", "general")
@@ -48,7 +51,8 @@ def oracle_data(bench: Bench, split: str, sources: Sequence[str] = DEFAULT_SOURC
     return kept
 
 
-def oracle_train_config(steps: int, lr: float, batch_size: int, seed: int = 0, progress: bool | None = None):
+def oracle_train_config(steps: int, lr: float, batch_size: int, seed: int = 0, progress: bool | None = None
+                        ) -> TrainConfig:
     """The oracle's budget: every parameter, cosine schedule (the reproduction's stage recipe)."""
     from smfa_methods.job import TrainConfig
 
@@ -56,7 +60,7 @@ def oracle_train_config(steps: int, lr: float, batch_size: int, seed: int = 0, p
                        warmup_ratio=0.05, min_lr_ratio=0.05, max_length=0, seed=seed, progress=progress)
 
 
-def train_oracle(bench: Bench, split: str, base: Path, out: Path, train, *,
+def train_oracle(bench: Bench, split: str, base: Path, out: Path, train: TrainConfig, *,
                  sources: Sequence[str] = DEFAULT_SOURCES, log: Callable[[str], None] = print) -> Path:
     """Fine-tune `base` on `oracle_data`; returns out/model. A finished run with the same
     settings (out/oracle.json) is reused; one with other settings is an error."""
@@ -91,4 +95,5 @@ def train_oracle(bench: Bench, split: str, base: Path, out: Path, train, *,
 
 
 def oracle_info(out: Path) -> dict[str, Any]:
+    """The settings a finished oracle run recorded (out/oracle.json)."""
     return json.loads((out / "oracle.json").read_text())

@@ -100,6 +100,7 @@ TRAIN_UNDERSTANDING: dict[str, tuple[str, ...]] = {
 
 
 def capital(s: str) -> str:
+    """`s` with its first character upper-cased and the rest unchanged (unlike str.capitalize)."""
     return s[:1].upper() + s[1:]
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
-def save_figure(fig, path: Path, dpi: int = 120) -> Path:
+def save_figure(fig: Figure, path: Path, dpi: int = 120) -> Path:
     """Write `fig` to `path` and close it; returns the path."""
     import matplotlib.pyplot as plt
 

@@ -177,6 +177,7 @@ def add_forget_quality(run: Path, oracle: Path) -> float | None:
 
 
 def read_rows(items_path: Path) -> list[dict]:
+    """The rows of an items.jsonl, blank lines skipped."""
     return [json.loads(line) for line in items_path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 

@@ -38,6 +38,7 @@ def split_attack(label: str) -> tuple[str, str | None]:
 
 
 def privacy_table(summaries: list[dict]) -> str | None:
+    """Markdown table of the privacy metrics of the runs that have them, with its legend; None if none."""
     rows = [s for s in summaries if s.get("privacy")]
     if not rows:
         return None
@@ -86,6 +87,7 @@ def robustness(summaries: list[dict], dirs: list[Path] | None = None) -> dict[tu
 
 
 def robustness_table(summaries: list[dict], dirs: list[Path] | None = None) -> str | None:
+    """Markdown table of forget memory before and after each attack; None when no attack ran."""
     table = robustness(summaries, dirs)
     if not table:
         return None

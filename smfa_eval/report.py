@@ -21,6 +21,7 @@ MODE_FLAGS = {"both": ("✓", "✓"), "conflict": ("✓", ""), "magnitude": ("",
 
 
 def load_summary(run: str | Path) -> dict:
+    """A run's summary.json (given the run dir or the file); FileNotFoundError if its eval did not finish."""
     p = Path(run)
     p = p / "summary.json" if p.is_dir() else p
     if not p.is_file():
@@ -47,6 +48,7 @@ def _label(s: dict) -> str:
 
 
 def table1(summaries: list[dict]) -> str:
+    """Markdown Table 1: ROUGE-L, Fact and Meaningful (± CI) per method, set and task, grouped by split."""
     cols = [f"{st.title()} {TASK_ABBR[t]} {m}{ARROW.get((st, t), '↑') if m != 'M' else '↑'}"
             for st in ("forget", "retain") for t in TASKS for m in ("R", "F", "M")]
     lines = ["| Method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
@@ -85,6 +87,7 @@ def unseen_table(summaries: list[dict]) -> str:
 
 
 def table2(summaries: list[dict]) -> str:
+    """Markdown Table 2 (ablation): ROUGE-L per run with the mask rule (conflict / magnitude) it used."""
     cols = [f"{s.title()} {TASK_ABBR[t]}{ARROW.get((s, t), '↑')}" for s in ("forget", "retain") for t in TASKS]
     lines = ["| Method | Directional Conflict | Relative Magnitude | " + " | ".join(cols) + " |",
              "|---" * (len(cols) + 3) + "|"]
@@ -101,6 +104,7 @@ def _r(s: dict, key: str) -> float:
 
 
 def figures(summaries: list[dict], out: Path) -> list[Path]:
+    """Write the trade-off, k-sweep and understanding-by-image-type PNGs into `out`; returns their paths."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -22,6 +22,7 @@ from .schema import QAItem
 
 
 def reworded_memory(d: ProfileDraw, rng: random.Random, n: int) -> list[QAItem]:
+    """`n` reworded image- and text-memory QA items per attribute of one profile (no text item for the name)."""
     p = d.profile
     items = []
     for attr in P.TRAIN_MEMORY:

@@ -20,12 +20,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .evaluate import RunMismatch, run_eval
 from .judges import Judge
 from .report import write_report
 from .schema import Bench, BenchDataError
+
+if TYPE_CHECKING:
+    from smfa_methods.job import TrainConfig
 
 VANILLA = "vanilla"
 
@@ -101,11 +104,12 @@ def _checked_request(bench: Bench, split: str, methods: Sequence[str], method_op
 
 
 def run_benchmark(data: str | Path, split: str, model: str | Path, methods: Sequence[str], out: str | Path, *,
-                  judge: Judge, judge_name: str, judge_options: dict | None = None, train=None,
+                  judge: Judge, judge_name: str, judge_options: dict | None = None, train: TrainConfig | None = None,
                   method_options: dict[str, dict] | None = None, baseline: bool = True, batch_size: int = 8,
                   max_new_tokens: int = 64, limit: int | None = None, progress: bool = True,
                   log: Callable[[str], None] = print, privacy: bool = False, oracle_model: Path | None = None,
-                  oracle_base: Path | None = None, oracle_train=None, attacks: Sequence[str] = ()) -> Path:
+                  oracle_base: Path | None = None, oracle_train: TrainConfig | None = None,
+                  attacks: Sequence[str] = ()) -> Path:
     """Run the comparison (see the module doc); returns OUT/report/report.md. `privacy`: the
     likelihood metrics too (privacy.py); an oracle (`oracle_model`, or one trained from
     `oracle_base` with `oracle_train`) implies them and adds forget quality to every row.

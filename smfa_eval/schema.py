@@ -140,6 +140,7 @@ def iter_jsonl(path: Path) -> Iterator[tuple[str, object]]:
 
 
 def read_qa(path: Path, root: Path, check_images: bool = True) -> list[QAItem]:
+    """Read and validate a QA JSONL (fields, task, unique ids, images present); BenchDataError otherwise."""
     items: list[QAItem] = []
     seen: set[str] = set()
     for where, obj in iter_jsonl(path):
@@ -166,6 +167,7 @@ def read_qa(path: Path, root: Path, check_images: bool = True) -> list[QAItem]:
 
 
 def read_profiles(path: Path, root: Path, check_images: bool = True) -> list[Profile]:
+    """Read and validate a profiles JSONL (non-empty attributes, unique ids, images present)."""
     out: list[Profile] = []
     seen: set[str] = set()
     for where, obj in iter_jsonl(path):
@@ -184,6 +186,7 @@ def read_profiles(path: Path, root: Path, check_images: bool = True) -> list[Pro
 
 
 def read_manifest(root: Path) -> Manifest:
+    """Read and validate root/manifest.json: schema version, files, splits and holdout."""
     path = root / "manifest.json"
     if not path.is_file():
         raise BenchDataError(f"{path}: not found (is {root} a benchmark directory?)")
@@ -257,6 +260,7 @@ class Bench:
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
+    """Write `records` as key-sorted JSON lines, creating the parent directory."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as fh:
         for r in records:

@@ -22,11 +22,14 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from statistics import fmean
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .bootstrap import bootstrap_ci
 from .judges import Judge
 from .schema import Bench, BenchDataError
+
+if TYPE_CHECKING:
+    from smfa_methods.job import TrainConfig
 
 MODES = ("request", "cumulative")
 CURVES = (("forgotten", "memory", "forgotten profiles: memory ROUGE-L (lower = forgotten)"),
@@ -132,6 +135,7 @@ def sequential_table(records: list[dict], split: str, metric: str = "rougeL") ->
 
 
 def sequential_figure(records: list[dict], split: str, path: Path, metric: str = "rougeL") -> Path:
+    """Plot each model's `metric` after every forget request, one panel per curve; returns `path`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -160,7 +164,7 @@ def sequential_figure(records: list[dict], split: str, path: Path, metric: str =
 
 def run_sequential(data: str | Path, split: str, model: str | Path, methods: Sequence[str], out: str | Path,
                    n: int, *, mode: str = "request", judge: Judge, judge_name: str, judge_options: dict | None = None,
-                   train=None, method_options: dict[str, dict] | None = None, batch_size: int = 8,
+                   train: TrainConfig | None = None, method_options: dict[str, dict] | None = None, batch_size: int = 8,
                    max_new_tokens: int = 64, limit: int | None = None, progress: bool = True,
                    log: Callable[[str], None] = print) -> Path:
     """`bench run --sequential N`: OUT/<method>/request<i>/{unlearn,eval}, OUT/start/eval (the

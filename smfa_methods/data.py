@@ -89,6 +89,7 @@ def load_jsonl(path: str | Path, image_root: str | Path | None = None) -> list[E
 
 
 def write_jsonl(path: str | Path, rows: Sequence[dict]) -> Path:
+    """Write `rows` to `path` as JSON lines; returns the path."""
     path = Path(path)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path

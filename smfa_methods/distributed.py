@@ -9,10 +9,15 @@ checkpoint, prepared the same way), which exports like a single-process run.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from . import models
 from .job import Job
+
+if TYPE_CHECKING:
+    from transformers import Trainer
 
 
 def sharding_of(model: torch.nn.Module) -> str | None:
@@ -25,7 +30,7 @@ def sharding_of(model: torch.nn.Module) -> str | None:
     return None
 
 
-def full_state_dict(trainer, kind: str) -> dict[str, torch.Tensor]:
+def full_state_dict(trainer: Trainer, kind: str) -> dict[str, torch.Tensor]:
     """Every parameter whole, on the CPU of the main process (empty elsewhere); a collective."""
     if kind == "fsdp2":
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
@@ -35,7 +40,7 @@ def full_state_dict(trainer, kind: str) -> dict[str, torch.Tensor]:
     return trainer.accelerator.get_state_dict(trainer.model_wrapped)
 
 
-def whole_model(trainer, job: Job) -> torch.nn.Module | None:
+def whole_model(trainer: Trainer, job: Job) -> torch.nn.Module | None:
     """The trained model as one whole module on the main process, None on the others. Every
     process must call it (it gathers under FSDP2 / ZeRO-3)."""
     kind = sharding_of(trainer.model)

@@ -18,6 +18,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -217,7 +218,7 @@ def check_finite_weights(model: torch.nn.Module) -> None:
             raise MethodError(f"trained weight {n!r} holds NaN or Inf values; nothing was exported")
 
 
-def save_final(model: torch.nn.Module, processor, out: str | Path) -> Path:
+def save_final(model: torch.nn.Module, processor: Any, out: str | Path) -> Path:
     """Save a plain HF checkpoint (LoRA merged in) with its tokenizer/processor."""
     from smfa_core.atomic import AtomicOutput
 

@@ -51,6 +51,7 @@ def is_builtin(plugin: str) -> bool:
 
 
 def describe(exc: BaseException) -> str:
+    """An exception as 'Type: message', for the broken-plugin notes."""
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -72,6 +73,7 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
+    """The process-wide plugin manager, built on first use: hookspecs, built-in plugins, entry points."""
     global _pm
     if _pm is None:
         pm = pluggy.PluginManager("smfa")

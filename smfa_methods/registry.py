@@ -68,6 +68,7 @@ def get_methods() -> dict[str, Registered]:
 
 
 def get_method(name: str) -> Method:
+    """The registered method `name`; MethodError naming the available ones (and broken plugins) otherwise."""
     methods = get_methods()
     if name not in methods:
         raise MethodError(f"unknown method {name!r}; available: {', '.join(methods) or '(none)'}{broken_note()}")

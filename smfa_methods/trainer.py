@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -25,6 +25,8 @@ from .job import Job, Result, TrainConfig, accelerator_available
 from .progress import ProgressCallback
 
 if TYPE_CHECKING:  # the loop runs any object with the Method protocol; method.py imports this module
+    from torch.utils.data import Dataset
+
     from .method import Method
 
 
@@ -102,7 +104,7 @@ class UnlearnTrainer(Trainer):
             return ref(**inputs).logits
 
 
-def check_finite_step(trainer: UnlearnTrainer, grad_norm) -> None:
+def check_finite_step(trainer: UnlearnTrainer, grad_norm: float | torch.Tensor | None) -> None:
     """Raise TrainingDiverged when this step's loss or gradient norm is NaN/Inf, naming the
     step, the loss and its recorded components, the method, and the checkpoint kept."""
     losses = torch.stack(trainer._step_losses) if trainer._step_losses else torch.zeros(1)
@@ -124,6 +126,7 @@ def check_finite_step(trainer: UnlearnTrainer, grad_norm) -> None:
 
 
 def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:
+    """The HF TrainingArguments of a TrainConfig (validated), with the settings the training loop relies on."""
     cfg.validate()
     return TrainingArguments(
         output_dir=str(output_dir),
@@ -165,13 +168,14 @@ def _schedule(cfg: TrainConfig) -> dict:
     return {"lr_scheduler_type": "constant_with_warmup" if warm else "constant"}
 
 
-def default_collator(dataset, processor, max_length: int | None = None) -> SFTCollator:
+def default_collator(dataset: Dataset, processor: Any, max_length: int | None = None) -> SFTCollator:
     """Paired batches for a PairedDataset, plain ones otherwise; `max_length` None = no limit."""
     cls = PairedCollator if isinstance(dataset, PairedDataset) else SFTCollator
     return cls(processor, max_length=max_length)
 
 
 def latest_checkpoint(run_dir: Path) -> str | None:
+    """The newest run_dir/checkpoint-N (by step number) to resume from, or None."""
     cks = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     return str(cks[-1]) if cks else None
 
@@ -183,7 +187,7 @@ def _progress_desc(method: Method, run_dir: Path) -> str:
 
 
 def fit(
-    method: Method, job: Job, dataset, run_dir: Path, callbacks: list[TrainerCallback] | None = None,
+    method: Method, job: Job, dataset: Dataset, run_dir: Path, callbacks: list[TrainerCallback] | None = None,
 ) -> tuple[UnlearnTrainer, models.Loaded, dict | None]:
     """Load the model, set up LoRA/full training, train on `dataset` with the method's loss
     (the Trainer also gets the method's `trainer_callbacks(job)` and `callbacks`). Returns

@@ -23,6 +23,7 @@ def isa() -> str:
 
 
 def available() -> tuple[bool, str]:
+    """Whether the C++/OpenMP kernels of smfa_core._C are loaded: (ok, description or reason)."""
     if _ext.C is None:
         return False, f"smfa_core._C not built ({_ext.error})"
     return True, f"C++/OpenMP, {torch.get_num_threads()} threads, {isa()}"

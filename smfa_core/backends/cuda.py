@@ -25,6 +25,7 @@ def built_with_cuda() -> bool:
 
 
 def available() -> tuple[bool, str]:
+    """Whether the CUDA kernels can run: _C built with CUDA and a device present; (ok, reason)."""
     if _ext.C is None:
         return False, f"smfa_core._C not built ({_ext.error})"
     if not built_with_cuda():

@@ -24,6 +24,7 @@ def delta_f32(x: torch.Tensor, x_base: torch.Tensor | None) -> torch.Tensor:
 
 
 def sumsq_blocks(x: torch.Tensor, x_base: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-BLOCK float64 sums of squares of x - x_base, summed in the kernels' fixed lane and tree order."""
     v = delta_f32(x, x_base).to(torch.float64)
     v = v * v  # exact: a float32 squared has at most 48 significant bits
     n = v.numel()
@@ -78,6 +79,7 @@ def sculpt_chunk(
     out: torch.Tensor,
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
+    """Sculpt one chunk into `out` (w + masked delta), packing its mask if given; [conflict, masked, nonfinite]."""
     f32 = delta_f32(f, f_base)
     a32 = delta_f32(a, a_base)
     conflict, m = masks(f32, a32, t, mode)
@@ -98,6 +100,7 @@ def sweep_counts(
     a_base: torch.Tensor | None,
     ts: torch.Tensor,
 ) -> torch.Tensor:
+    """The conflict count, then the mode-both masked count at each threshold of `ts` (int64, on the CPU)."""
     f32 = delta_f32(f, f_base)
     a32 = delta_f32(a, a_base)
     counts = []
@@ -111,4 +114,5 @@ def sweep_counts(
 
 
 def available() -> tuple[bool, str]:
+    """The pure-torch reference runs everywhere: always (True, description)."""
     return True, "pure torch"

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 NAME = "triton"
 
@@ -25,6 +29,7 @@ _kernels = None
 
 
 def available() -> tuple[bool, str]:
+    """Whether Triton can run here (installed; a GPU or TRITON_INTERPRET=1), without importing it."""
     if importlib.util.find_spec("triton") is None:
         return False, "triton not installed (pip install 'smfa[triton]')"
     if _interpret():
@@ -59,13 +64,19 @@ def _ops():
     return _kernels[1]
 
 
-def sumsq_blocks(x, x_base=None):
+def sumsq_blocks(x: torch.Tensor, x_base: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-block sums of squares of x - x_base through torch.ops.smfa_triton (the Triton kernels)."""
     return _ops().sumsq_blocks(x, x_base)
 
 
-def sculpt_chunk(f, f_base, a, a_base, t, mode, w, out, mask=None):
+def sculpt_chunk(f: torch.Tensor, f_base: torch.Tensor | None, a: torch.Tensor, a_base: torch.Tensor | None, t: float,
+                 mode: int, w: torch.Tensor | None, out: torch.Tensor,
+                 mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Sculpt one chunk into `out` through torch.ops.smfa_triton (the Triton kernels); returns the counts."""
     return _ops().sculpt_chunk(f, f_base, a, a_base, t, mode, w, out, mask)
 
 
-def sweep_counts(f, f_base, a, a_base, ts):
+def sweep_counts(f: torch.Tensor, f_base: torch.Tensor | None, a: torch.Tensor, a_base: torch.Tensor | None,
+                 ts: torch.Tensor) -> torch.Tensor:
+    """Conflict and per-threshold masked counts through torch.ops.smfa_triton (the Triton kernels)."""
     return _ops().sweep_counts(f, f_base, a, a_base, ts)

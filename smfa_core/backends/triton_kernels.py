@@ -233,6 +233,7 @@ def _device_guard(x: torch.Tensor):
 
 
 def sumsq_blocks(x: torch.Tensor, x_base: torch.Tensor | None = None) -> torch.Tensor:
+    """Launch the norm kernel: per-BLOCK float64 sums of squares of x - x_base (as reference.sumsq_blocks)."""
     n = x.numel()
     xv, kx = _prep(x, n, "x")
     xb, kb = _prep(x_base, n, "x_base")
@@ -249,7 +250,10 @@ def sumsq_blocks(x: torch.Tensor, x_base: torch.Tensor | None = None) -> torch.T
     return out
 
 
-def sculpt_chunk(f, f_base, a, a_base, t, mode, w, out, mask=None):
+def sculpt_chunk(f: torch.Tensor, f_base: torch.Tensor | None, a: torch.Tensor, a_base: torch.Tensor | None, t: float,
+                 mode: int, w: torch.Tensor | None, out: torch.Tensor,
+                 mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Check the operands and launch the sculpt kernel on one chunk; int64 [conflict, masked, nonfinite]."""
     n = f.numel()
     if mode not in (0, 1, 2, 3):
         raise ValueError(f"unknown mode {mode}")
@@ -281,7 +285,9 @@ def sculpt_chunk(f, f_base, a, a_base, t, mode, w, out, mask=None):
     return counts.sum(dim=0)
 
 
-def sweep_counts(f, f_base, a, a_base, ts):
+def sweep_counts(f: torch.Tensor, f_base: torch.Tensor | None, a: torch.Tensor, a_base: torch.Tensor | None,
+                 ts: torch.Tensor) -> torch.Tensor:
+    """Launch the sweep kernel: the conflict count, then one masked count per threshold of `ts`, on the CPU."""
     n = f.numel()
     fv, kf = _prep(f, n, "f")
     fb, kfb = _prep(f_base, n, "f_base")

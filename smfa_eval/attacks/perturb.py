@@ -16,12 +16,16 @@ import random
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import templates as T
 from ..schema import Bench, QAItem, write_jsonl
 
+if TYPE_CHECKING:
+    from PIL import Image
 
-def perturb_image(im, rng: random.Random):
+
+def perturb_image(im: Image.Image, rng: random.Random) -> Image.Image:
     """Crop to 85-95 % (random offset), rescale down to 60-80 % and back, add Gaussian noise
     (sigma 6/255), shift hue and brightness slightly; returns a new RGB image of the same size."""
     import numpy as np

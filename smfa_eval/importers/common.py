@@ -114,6 +114,7 @@ def field(row: dict, where: str, col: str, kind: type | tuple[type, ...], *, opt
 
 
 def text(row: dict, where: str, col: str) -> str:
+    """Column `col` of `row` as a non-empty string (BenchDataError naming `where` otherwise)."""
     v = field(row, where, col, str)
     if not v.strip():
         raise BenchDataError(f"{where}: column {col!r} is empty")

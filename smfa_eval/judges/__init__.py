@@ -43,6 +43,7 @@ class JudgeError(ValueError):
 
 
 def validate_judge(factory: object) -> JudgeFactory:
+    """Check that a judge factory is callable and has a non-empty `name` (JudgeError otherwise); returns it."""
     name = getattr(factory, "name", None)
     if not isinstance(name, str) or not name:
         raise JudgeError(f"judge {factory!r} has no `name`")
@@ -67,6 +68,7 @@ def get_judges() -> dict[str, JudgeFactory]:
 
 
 def get_judge(name: str, **options: Any) -> Judge:
+    """Start judge `name` with `options`; JudgeError for an unknown name, bad options or a failed start."""
     from smfa_methods.plugins import broken_note
 
     judges = get_judges()

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from smfa_methods.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from . import JudgeFactory
 
 
 @hookimpl
-def register_judges(register) -> None:
+def register_judges(register: Callable[[JudgeFactory], None]) -> None:
+    """Register the built-in judges: heuristic, OpenAI-compatible API and local HF model."""
     from .heuristic import HeuristicJudge
     from .hf_judge import HFJudge
     from .openai_judge import OpenAIJudge

@@ -131,10 +131,12 @@ def _vocabulary() -> frozenset[str]:
 
 
 def tokens(text: str) -> list[str]:
+    """Lower-cased alphanumeric tokens of `text`, commas removed first (so 1,000 stays one token)."""
     return [t.lower() for t in _TOKEN.findall(text.replace(",", ""))]
 
 
 def is_refusal(text: str) -> bool:
+    """Whether `text` contains a refusal marker (case-insensitive, curly apostrophes normalised)."""
     from ..wordlists import REFUSAL_MARKERS
 
     low = text.lower().replace("’", "'")
@@ -142,6 +144,7 @@ def is_refusal(text: str) -> bool:
 
 
 def fact_score(prediction: str, reference: str, keys: Sequence[str] = ()) -> float:
+    """0-10: mean share of each key's content tokens found in the prediction; 0 for an empty answer or a refusal."""
     if not prediction.strip() or is_refusal(prediction):
         return 0.0
     pred = set(tokens(prediction))
@@ -195,6 +198,7 @@ def _cost(word: str, vocab: frozenset[str]) -> int:
 
 
 def meaningful_score(prediction: str) -> float:
+    """0-10 fluency score: Latin script, known words, no repetition, sentence form; 0 without any word."""
     text = prediction.strip()
     words = [w for w in (w.strip(_STRIP) for w in text.split()) if w and _TOKEN.search(w)]
     if not words:

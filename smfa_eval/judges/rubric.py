@@ -20,12 +20,14 @@ _LINE = re.compile(rf"^\s*\**\s*(?:fact|meaningful)?\s*score\s*\**\s*[:=]\s*\**\
 
 @lru_cache(maxsize=8)
 def load_prompt(metric: str, prompts_dir: str | None = None) -> str:
+    """The judge prompt template for `metric` (from `prompts_dir`, default the packaged prompts); cached."""
     path = Path(prompts_dir or PROMPTS_DIR) / f"{metric}.txt"
     return path.read_text(encoding="utf-8")
 
 
 def render(metric: str, req: JudgeRequest, prompts_dir: str | None = None) -> str:
     # str.replace, not str.format: answers may contain braces.
+    """The `metric` prompt with the request's question, reference and prediction filled in."""
     text = load_prompt(metric, prompts_dir)
     for key, value in (("question", req.question), ("reference", req.reference), ("prediction", req.prediction)):
         text = text.replace("{" + key + "}", value)

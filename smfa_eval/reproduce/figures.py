@@ -11,6 +11,7 @@ from .results import value
 
 
 def write_figures(records: list[dict], split: str, out: Path) -> list[Path]:
+    """Write the report's PNGs for `split` (k sweep, understanding by image type, ...); returns their paths."""
     import matplotlib
 
     matplotlib.use("Agg")

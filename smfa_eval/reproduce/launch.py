@@ -138,6 +138,7 @@ def unlearn_command(launch: Launch, *, method: str, model: Path, forget: Path, r
 
 
 def command_line(argv: list[str]) -> str:
+    """`argv` as one shell-quoted command line."""
     return shlex.join(argv)
 
 

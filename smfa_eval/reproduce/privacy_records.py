@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from ..schema import TASKS
 
@@ -49,7 +50,7 @@ def privacy_records(summary: dict, *, model: str, split: str, phrasing: str, see
     return out
 
 
-def records_from_run(eval_dir: Path, **kw) -> list[dict]:
+def records_from_run(eval_dir: Path, **kw: Any) -> list[dict]:
     """privacy_records of eval_dir/summary.json."""
     return privacy_records(json.loads((Path(eval_dir) / "summary.json").read_text()), **kw)
 

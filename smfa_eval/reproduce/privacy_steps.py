@@ -41,6 +41,7 @@ def stage_source(repro: Reproduction) -> tuple[Path, tuple[str, ...]]:
 
 
 def oracle_model(repro: Reproduction, bench: Bench, split: str) -> tuple[Path, tuple[str, ...]]:
+    """Train (or reuse) the oracle of `split`: the stage without the forget profiles; (model, reads)."""
     from .training import train_stage
 
     src, reads = stage_source(repro)

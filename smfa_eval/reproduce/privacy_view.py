@@ -24,6 +24,7 @@ def _mean(vals: list[float | None]) -> float | None:
 
 
 def forget_memory(records: list[dict], model: str, split: str, metric: str, phrasing: str = P) -> float | None:
+    """Mean `metric` over the forget set's image and text memory for one model (None if neither)."""
     return _mean([value(records, model=model, split=split, set="forget", task=t, phrasing=phrasing, metric=metric)
                   for t in ("image_memory", "text_memory")])
 
@@ -41,6 +42,7 @@ def _models(records: list[dict], split: str) -> list[str]:
 
 
 def privacy_table(records: list[dict], split: str) -> str:
+    """Markdown privacy table of `split`: forget MCQ, truth ratio, forget quality, MIAs, over-refusal, utility."""
     cols = ["forget MCQ↓", "forget TR→1", "forget quality↑", "MIA LOSS→.5", "MIA Zlib→.5", "MIA Min-K→.5",
             "MIA Min-K++→.5", "over-refusal↓", "utility↑"]
     out = ["| model | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
@@ -81,6 +83,7 @@ def robustness_rows(records: list[dict], split: str) -> list[tuple[str, dict[str
 
 
 def robustness_table(records: list[dict], split: str) -> str | None:
+    """Markdown table of each method before and after every attack, with its legend; None if no attack ran."""
     rows = robustness_rows(records, split)
     if not rows:
         return None
@@ -100,6 +103,7 @@ def robustness_table(records: list[dict], split: str) -> str | None:
 
 
 def privacy_figures(records: list[dict], splits: tuple[str, ...], out: Path) -> list[Path]:
+    """Write forget quality vs utility and robustness PNGs per split into `out`; returns their paths."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -5,11 +5,15 @@ one. Nothing here computes a number that is not in the records."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..schema import TASKS
 from .cells import ABBR, MEMORY, fmt, is_sweep, memory_fact, models_in, pm
 from .preset import Preset
 from .results import find, value
+
+if TYPE_CHECKING:
+    from .steps import Steps
 
 
 def table1(records: list[dict], splits: tuple[str, ...], phrasing: str = "paraphrase") -> str:
@@ -35,6 +39,7 @@ def table1(records: list[dict], splits: tuple[str, ...], phrasing: str = "paraph
 
 
 def table2(records: list[dict], split: str, phrasing: str = "paraphrase") -> str:
+    """Markdown Table 2: Fact on `split` per mask rule (MFA, conflict only, magnitude only, SMFA)."""
     rows = [("mfa", "", ""), ("smfa:conflict", "✓", ""), ("smfa:magnitude", "", "✓"), ("smfa", "✓", "✓")]
     cols = [f"{s} {ABBR[t]} F" for s in ("forget", "retain") for t in TASKS]
     out = ["| model | conflict | magnitude | " + " | ".join(cols) + " |", "|---" * (len(cols) + 3) + "|"]
@@ -99,6 +104,7 @@ def claims(records: list[dict], preset: Preset, phrasing: str = "paraphrase") ->
 
 
 def claims_table(rows: list[tuple[str, bool | None, str]]) -> str:
+    """Markdown table of the paper's claims: whether each holds (yes / **no** / n/a) and its numbers."""
     mark = {True: "yes", False: "**no**", None: "n/a"}
     return "\n".join(["| claim | holds | numbers |", "|---|---|---|"]
                      + [f"| {c} | {mark[ok]} | {n} |" for c, ok, n in rows]) + "\n"
@@ -124,7 +130,7 @@ def extra_sections(records: list[dict], splits: tuple[str, ...], seq_split: str,
     return md
 
 
-def write_report(out: Path, preset: Preset, seed: int, records: list[dict], steps) -> Path:
+def write_report(out: Path, preset: Preset, seed: int, records: list[dict], steps: Steps) -> Path:
     """OUT/report.md (+ figures, run.json) from the records."""
     import sys
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from statistics import fmean
+from typing import Any
 
 from ..bootstrap import bootstrap_ci
 from ..metrics import rouge_l
@@ -105,13 +106,13 @@ def cells(rows: list[dict]) -> list[tuple[str, str]]:
     return main + sorted({(r["set"], r["task"]) for r in rows} - set(main))
 
 
-def value(records: list[dict], **where) -> float | None:
+def value(records: list[dict], **where: Any) -> float | None:
     """The one record matching `where` (image_type absent unless given), or None."""
     rec = find(records, **where)
     return None if rec is None else rec["value"]
 
 
-def find(records: list[dict], **where) -> dict | None:
+def find(records: list[dict], **where: Any) -> dict | None:
     """The record itself (value, n, interval) as `value` finds it; paired-difference records
     (those with "vs") and sequential ones ("request") only when asked for."""
     where.setdefault("image_type", None)
@@ -122,6 +123,7 @@ def find(records: list[dict], **where) -> dict | None:
 
 
 def write_results(records: list[dict], path: Path) -> Path:
+    """Write `records` to `path` atomically (a .tmp file, then rename); returns the path."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(records, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     tmp.replace(path)

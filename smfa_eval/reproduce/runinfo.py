@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from .preset import Preset
 from .steps import Steps
@@ -29,5 +30,6 @@ def run_info(preset: Preset, seed: int, argv: list[str], steps: Steps) -> dict:
             "wall_s": steps.wall_times(), "total_wall_s": round(sum(steps.wall_times().values()), 1)}
 
 
-def dump_json(path: Path, obj) -> None:
+def dump_json(path: Path, obj: Any) -> None:
+    """Write `obj` to `path` as indented, key-sorted JSON (other values as str)."""
     path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")

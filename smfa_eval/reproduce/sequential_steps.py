@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 
 def sequential_steps(rep: Reproduction, bench: Bench, original: Path, split: str) -> list[dict]:
+    """Apply each method's forget requests on `split` in turn, evaluating after each; returns the records."""
     from ..sequential import request_groups, sequential_records, write_request_files
     from .labels import ORIGINAL, method_settings, step_label
 

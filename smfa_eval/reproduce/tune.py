@@ -32,6 +32,7 @@ def _understanding(records: list[dict], model: str, split: str) -> float | None:
 
 
 def score(records: list[dict], label: str, split: str) -> dict:
+    """One model's forget and retain memory Fact and understanding scores, as the tuning compares them."""
     return {"forget": memory_fact(records, label, split, "forget"), "retain": memory_fact(records, label, split, "retain"),
             "understanding": _understanding(records, label, split)}
 
@@ -54,6 +55,7 @@ def select(cands: list[dict], orig: dict, retain_floor: float, understanding_flo
 
 def tune(preset: Preset, out: Path, seed: int, *, progress: bool | None = None,
          log: Callable[[str], None] = print) -> Path:
+    """Run the preset's tuning grid, pick each method's setting; writes tune.md, returns out/selected.toml."""
     t = preset.tune
     rep = Reproduction(preset, out, seed, progress=progress, log=log)
     bench = rep.bench()

@@ -19,8 +19,9 @@ Pruning zeroes the neuron's row in gate/up (fc1, and its bias) and its column in
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -94,8 +95,9 @@ class _Stats:
 
 @torch.no_grad()
 def collect_stats(
-    model: torch.nn.Module, layers: Sequence[MLPLayer], batches, tau: float
+    model: torch.nn.Module, layers: Sequence[MLPLayer], batches: Iterable[dict[str, torch.Tensor]], tau: float
 ) -> dict[str, _Stats]:
+    """Forward `batches` and accumulate each MLP neuron's activation statistics at its down projection."""
     stats: dict[str, _Stats] = {}
     mask_holder: dict[str, torch.Tensor | None] = {"mask": None}
 
@@ -178,7 +180,7 @@ def prune(layers: Sequence[MLPLayer], chosen: dict[str, list[int]]) -> None:
 
 
 def manu_prune(
-    model: torch.nn.Module, processor, forget: Sequence[Example], retain: Sequence[Example], *,
+    model: torch.nn.Module, processor: Any, forget: Sequence[Example], retain: Sequence[Example], *,
     prune_pct: float = 5.0, scope: str = "modality", eps: float = 1e-8, freq_tau: float = 0.5, batch_size: int = 8,
     max_length: int | None = None,
 ) -> dict[str, list[int]]:

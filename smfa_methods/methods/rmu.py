@@ -47,7 +47,8 @@ def layer_output(model: torch.nn.Module, inputs: dict, index: int) -> torch.Tens
     return got[-1]
 
 
-def control_vector(dim: int, coeff: float, seed: int, device, dtype=torch.float32) -> torch.Tensor:
+def control_vector(dim: int, coeff: float, seed: int, device: torch.device | str,
+                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """c·u with u ~ U[0,1)^d normalised to unit length, fixed by `seed` (the same on every rank)."""
     u = torch.rand(dim, generator=torch.Generator().manual_seed(seed))
     return (coeff * u / u.norm()).to(device=device, dtype=dtype)

@@ -8,9 +8,14 @@ its own k, then summed and merged:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..data import Example, ExampleDataset
 from ..errors import MethodError
 from ..job import Job, Result
+
+if TYPE_CHECKING:
+    from ..method import Method
 
 
 def modality_of(ex: Example) -> str:
@@ -33,7 +38,7 @@ def split_by_modality(forget: list[Example]) -> dict[str, list[Example]]:
     return groups
 
 
-def run_per_modality(method, job: Job, opts: dict, k_rules: list[str]) -> Result:
+def run_per_modality(method: Method, job: Job, opts: dict, k_rules: list[str]) -> Result:
     """Train the two forget deltas and the anchor, sculpt each forget delta with its own k,
     sum, merge (see the module doc)."""
     import smfa_core

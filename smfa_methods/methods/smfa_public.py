@@ -46,6 +46,7 @@ import copy
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -53,6 +54,9 @@ from ..data import Example, PairedDataset
 from ..errors import MethodError
 from ..job import Job, Result
 from ..method import Method
+
+if TYPE_CHECKING:
+    from ..trainer import UnlearnTrainer
 
 BRANCHES = ("forget_multi", "forget_text", "anchor")
 # (branch, batch role): the six losses of one joint step
@@ -148,7 +152,8 @@ def _refuse_multi_process() -> None:
                           "backward do not go through DDP/FSDP); launch it without torchrun/accelerate")
 
 
-def fit_joint(job: Job, dataset: ViewPairedDataset, run_dir: Path, options: dict):
+def fit_joint(job: Job, dataset: ViewPairedDataset, run_dir: Path, options: dict
+              ) -> tuple[UnlearnTrainer, dict[str, torch.Tensor] | None]:
     """Load the model, make the three branches, train them in one run. Returns (trainer,
     original trainable weights for a dense delta, None under LoRA)."""
     from transformers import set_seed

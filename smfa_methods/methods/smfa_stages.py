@@ -5,13 +5,19 @@ smfa.py and the variant modules, importing none of them."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..job import Job
 
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
 
-def train_and_export(method, job: Job, dataset, stage: str) -> tuple:
+    from ..method import Method
+
+
+def train_and_export(method: Method, job: Job, dataset: Dataset, stage: str) -> tuple:
     """Train one stage, export its delta to out/STAGE; returns (trainer, loaded, delta path,
     metrics, the whole trained model: the main process's, None on the others)."""
     from .. import models

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..models import PROCESSOR_BASES, processor_class  # noqa: F401 (also the old place of both)
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerFast
 
 KINDS = ("llama", "llava_onevision", "qwen2_5_vl")
 
@@ -53,7 +57,7 @@ _CORPUS = [
 ]
 
 
-def build_tokenizer(vocab_size: int = 512, corpus: Iterable[str] | None = None):
+def build_tokenizer(vocab_size: int = 512, corpus: Iterable[str] | None = None) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer trained offline on `corpus` (default: a small built-in one,
     enough for tests; a model that must learn names needs one trained on their text)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -79,7 +83,7 @@ def build_tokenizer(vocab_size: int = 512, corpus: Iterable[str] | None = None):
     return fast
 
 
-def build_processor(kind: str, tokenizer=None):
+def build_processor(kind: str, tokenizer: PreTrainedTokenizerFast | None = None) -> Any:
     """Tokenizer (llama) or a processor with a PIL image processor (VLMs)."""
     tok = tokenizer or build_tokenizer()
     if kind == "llama":
@@ -110,7 +114,7 @@ def tiny_config(kind: str, *, vocab_size: int, hidden: int = 32, layers: int = 2
                 pad_id: int | None = None, image_id: int | None = None, video_id: int | None = None,
                 vision_start_id: int | None = None, heads: int = 2, kv_heads: int = 1,
                 intermediate: int | None = None, vision_hidden: int = 32, vision_layers: int = 2,
-                max_positions: int = 256):
+                max_positions: int = 256) -> PretrainedConfig:
     """The config of a tiny random model of `kind` (the one place these shapes are written)."""
     import transformers as tf
 
@@ -155,7 +159,8 @@ def tiny_config(kind: str, *, vocab_size: int, hidden: int = 32, layers: int = 2
     raise ValueError(f"unknown tiny model kind {kind!r}; choose from {', '.join(KINDS)}")
 
 
-def build_config(kind: str, tokenizer, hidden: int = 32, layers: int = 2, **shape):
+def build_config(kind: str, tokenizer: PreTrainedTokenizerFast, hidden: int = 32, layers: int = 2,
+                 **shape: Any) -> PretrainedConfig:
     """tiny_config with the vocabulary and special-token ids of `tokenizer` (`shape`: the
     other keyword arguments of tiny_config)."""
     tid = tokenizer.convert_tokens_to_ids
@@ -168,7 +173,8 @@ def build_config(kind: str, tokenizer, hidden: int = 32, layers: int = 2, **shap
     return tiny_config(kind, vocab_size=len(tokenizer), hidden=hidden, layers=layers, **ids, **shape)
 
 
-def model_class(kind: str):
+def model_class(kind: str) -> type[PreTrainedModel]:
+    """The transformers model class of a tiny model `kind` (llama, llava_onevision or qwen2_5_vl)."""
     import transformers as tf
 
     return {
@@ -178,7 +184,8 @@ def model_class(kind: str):
     }[kind]
 
 
-def build_tiny(kind: str, *, seed: int = 0, hidden: int = 32, layers: int = 2, tokenizer=None, **shape):
+def build_tiny(kind: str, *, seed: int = 0, hidden: int = 32, layers: int = 2,
+               tokenizer: PreTrainedTokenizerFast | None = None, **shape: Any) -> tuple[PreTrainedModel, Any]:
     """(model, processor_or_tokenizer): a random fp32 model and its text/image front end
     (`tokenizer`: one of build_tokenizer's; `shape`: tiny_config's other sizes)."""
     proc = build_processor(kind, tokenizer)
@@ -190,8 +197,8 @@ def build_tiny(kind: str, *, seed: int = 0, hidden: int = 32, layers: int = 2, t
     return model, proc
 
 
-def make_tiny(kind: str, out: str | Path, *, seed: int = 0, hidden: int = 32, layers: int = 2, tokenizer=None,
-              **shape) -> Path:
+def make_tiny(kind: str, out: str | Path, *, seed: int = 0, hidden: int = 32, layers: int = 2,
+              tokenizer: PreTrainedTokenizerFast | None = None, **shape: Any) -> Path:
     """Build a tiny model and save it (model + tokenizer/processor) under `out`."""
     out = Path(out)
     model, proc = build_tiny(kind, seed=seed, hidden=hidden, layers=layers, tokenizer=tokenizer, **shape)

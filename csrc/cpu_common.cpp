@@ -87,7 +87,8 @@ CpuIsa cpu_isa() {
     if (env != nullptr && std::strcmp(env, "portable") == 0) return CpuIsa::kPortable;
 #ifdef SMFA_X86
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) return CpuIsa::kAvx2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("popcnt"))
+      return CpuIsa::kAvx2;  // popcnt: the sweep counts with it (every AVX2 CPU has it)
 #endif
     return CpuIsa::kPortable;
   }();

@@ -25,10 +25,10 @@
 // there: a header included inside would give its inline functions AVX2 bodies.
 #if defined(__clang__)
 #define SMFA_AVX2_BEGIN \
-  _Pragma("clang attribute push (__attribute__((target(\"avx2,f16c\"))), apply_to = function)")
+  _Pragma("clang attribute push (__attribute__((target(\"avx2,f16c,popcnt\"))), apply_to = function)")
 #define SMFA_AVX2_END _Pragma("clang attribute pop")
 #else
-#define SMFA_AVX2_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,f16c\")")
+#define SMFA_AVX2_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,f16c,popcnt\")")
 #define SMFA_AVX2_END _Pragma("GCC pop_options")
 #endif
 #endif

@@ -37,8 +37,10 @@ def _torchao():
         from torchao.quantization import Int8WeightOnlyConfig, IntxWeightOnlyConfig, quantize_
         from torchao.quantization.granularity import PerGroup
         from torchao.quantization.quant_primitives import MappingType
-    except ImportError as exc:
-        raise RuntimeError(f"the quantization attack needs torchao ({exc}): pip install torchao") from None
+    except ImportError as exc:  # an AttackError: the CLI prints it as one line and exits 1
+        from . import AttackError
+
+        raise AttackError(f"the quantization attack needs torchao ({exc}): pip install torchao") from None
     finally:
         for n, lv in zip(names, levels, strict=True):
             logging.getLogger(n).setLevel(lv)

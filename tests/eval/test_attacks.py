@@ -210,3 +210,14 @@ def test_attack_with_oracle_eval_adds_forget_quality(attack_args, tmp_path):
     assert 0.0 <= p["forget_quality"] <= 1.0 and p["forget_quality_oracle"] == str(ref)
     r = CliRunner().invoke(cli, attack_args("quantize", tmp_path / "q8b", "--oracle-eval", tmp_path))
     assert r.exit_code != 0 and "no items.jsonl" in r.output and not (tmp_path / "q8b").exists()
+
+
+def test_quantize_without_torchao_is_an_attack_error(monkeypatch):
+    """No torchao: an AttackError (one line from the CLI), not an ImportError traceback."""
+    import sys
+
+    from smfa_eval.attacks.quantize import _torchao
+
+    monkeypatch.setitem(sys.modules, "torchao", None)  # `import torchao` now raises ImportError
+    with pytest.raises(AttackError, match="needs torchao"):
+        _torchao()

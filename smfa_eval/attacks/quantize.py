@@ -17,10 +17,11 @@ weight-only schemes; with tied embeddings it is the embedding matrix too).
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import torch
+
+from .quiet import torchao_quiet
 
 BITS = (8, 4)
 BACKEND = "torchao"  # part of every quantize attack's fingerprint: outputs of another backend are not reused
@@ -28,22 +29,16 @@ BACKEND = "torchao"  # part of every quantize attack's fingerprint: outputs of a
 
 def _torchao():
     """Import torchao quietly (it logs a warning per CUDA-only extension it cannot load)."""
-    names = ("torchao", "torch.utils._pytree")
-    levels = [logging.getLogger(n).level for n in names]
-    for n in names:
-        logging.getLogger(n).setLevel(logging.ERROR)
     try:
-        import torchao
-        from torchao.quantization import Int8WeightOnlyConfig, IntxWeightOnlyConfig, quantize_
-        from torchao.quantization.granularity import PerGroup
-        from torchao.quantization.quant_primitives import MappingType
+        with torchao_quiet():
+            import torchao
+            from torchao.quantization import Int8WeightOnlyConfig, IntxWeightOnlyConfig, quantize_
+            from torchao.quantization.granularity import PerGroup
+            from torchao.quantization.quant_primitives import MappingType
     except ImportError as exc:  # an AttackError: the CLI prints it as one line and exits 1
         from . import AttackError
 
         raise AttackError(f"the quantization attack needs torchao ({exc}): pip install torchao") from None
-    finally:
-        for n, lv in zip(names, levels, strict=True):
-            logging.getLogger(n).setLevel(lv)
     return torchao, quantize_, Int8WeightOnlyConfig, IntxWeightOnlyConfig, PerGroup, MappingType
 
 

@@ -221,3 +221,25 @@ def test_quantize_without_torchao_is_an_attack_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "torchao", None)  # `import torchao` now raises ImportError
     with pytest.raises(AttackError, match="needs torchao"):
         _torchao()
+
+
+def test_torchao_loggers_quiet_in_the_cli_and_restored_in_the_library():
+    import logging
+    import subprocess
+    import sys
+
+    from smfa_eval.attacks.quiet import NOISY_LOGGERS, torchao_quiet
+
+    log = logging.getLogger(NOISY_LOGGERS[0])
+    before = log.level
+    log.setLevel(logging.DEBUG)
+    try:
+        with torchao_quiet():
+            assert log.level == logging.ERROR
+        assert log.level == logging.DEBUG  # the library leaves the caller's setting as it was
+    finally:
+        log.setLevel(before)
+    # the CLI package quiets them for the whole process (a fresh interpreter: this one is shared)
+    code = "import logging, smfa_cli; print([logging.getLogger(n).level for n in %r])" % (NOISY_LOGGERS,)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == str([logging.ERROR] * len(NOISY_LOGGERS))

@@ -94,12 +94,14 @@ def robustness_table(records: list[dict], split: str) -> str | None:
         cells = [_f(by["before"][0]), _f(by["before"][1]), _f(by.get("relearn_before", (None,))[0])]
         for a in ATTACKS:
             r, q, ok = by.get(a, (None, None, None))
-            cells += [_f(r), _f(q), "-" if ok is None else ("yes" if ok else "**no**")]
+            verdict = "-" if r is None else ("n/a" if ok is None else ("yes" if ok else "**no**"))
+            cells += [_f(r), _f(q), verdict]
         out.append(f"| {m} | " + " | ".join(cells) + " |")
     return ("\n".join(out) + "\n\nForget memory ROUGE-L (R) and MCQ accuracy before and after each attack; a method "
             "survives an attack when it brings back less than half of the ROUGE-L that unlearning removed from "
             "the original. Relearn is evaluated on the forget facts it did not train on and compared with the "
-            "method on those same facts (held-out before R).\n")
+            "method on those same facts (held-out before R). n/a: the method removed nothing (its forget ROUGE-L "
+            "before the attack is at or above the original's), so there is nothing an attack could bring back.\n")
 
 
 def privacy_figures(records: list[dict], splits: tuple[str, ...], out: Path) -> list[Path]:

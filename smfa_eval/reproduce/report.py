@@ -25,14 +25,16 @@ def table1(records: list[dict], splits: tuple[str, ...], phrasing: str = "paraph
         for m in models_in(records, split):
             if m.startswith("smfa@"):
                 continue  # the k-sweep has its own figure
-            cells = []
+            cells, seen = [], False
             for s in ("forget", "retain"):
                 for t in TASKS:
                     q = dict(model=m, split=split, set=s, task=t, phrasing=phrasing)
                     r, c = find(records, metric="rougeL", **q), value(records, metric="rougeL_ceiling", **q)
+                    seen = seen or r is not None
                     cells += [f"{pm(r, 3)} ({fmt(c)})" if r is not None else "-",
                               pm(find(records, metric="fact", **q)), pm(find(records, metric="meaningful", **q))]
-            out.append(f"| {m} | " + " | ".join(cells) + " |")
+            if seen:  # the oracle and attacked models are evaluated on paraphrases only: no empty rows
+                out.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(out) + ("\n\nR = ROUGE-L F (in brackets: the ceiling, a perfect memoriser of the training "
                              "answers against these references); F = Fact, M = Meaningful (0-10, heuristic judge). "
                              "± = half the 95 % bootstrap interval over the cell's items.\n")

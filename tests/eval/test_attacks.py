@@ -240,6 +240,6 @@ def test_torchao_loggers_quiet_in_the_cli_and_restored_in_the_library():
     finally:
         log.setLevel(before)
     # the CLI package quiets them for the whole process (a fresh interpreter: this one is shared)
-    code = "import logging, smfa_cli; print([logging.getLogger(n).level for n in %r])" % (NOISY_LOGGERS,)
+    code = f"import logging, smfa_cli; print([logging.getLogger(n).level for n in {NOISY_LOGGERS!r}])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == str([logging.ERROR] * len(NOISY_LOGGERS))

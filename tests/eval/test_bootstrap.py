@@ -144,3 +144,14 @@ def test_collapse_on_unseen_images_is_named_with_its_numbers():
     # an original near zero: a halving is noise, nothing is called a collapse
     low = [{**r, "value": 0.3} if r["model"] == "original" and r["metric"] == "fact" else r for r in recs]
     assert collapses([{**r, "value": 0.0} if r["model"] == "ga_diff" else r for r in low], ("forget10",)) == []
+
+
+def test_table1_leaves_out_models_without_a_value_in_that_phrasing(tmp_path):
+    rows = [_row(i, "forget", "text_memory", 0.5, 1.0) for i in range(3)]
+    recs = records_from_items(_items(tmp_path / "a.jsonl", rows), model="original", split="forget10",
+                              phrasing="template", seed=0, ceiling={})
+    recs += records_from_items(_items(tmp_path / "b.jsonl", rows), model="oracle", split="forget10",
+                               phrasing="paraphrase", seed=0, ceiling={})  # evaluated on paraphrases only
+    md = table1(recs, ("forget10",), phrasing="template")
+    assert "| original |" in md and "| oracle |" not in md
+    assert "| oracle |" in table1(recs, ("forget10",), phrasing="paraphrase")

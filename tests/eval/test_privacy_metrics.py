@@ -117,7 +117,24 @@ def test_privacy_records_and_survival():
     assert all(r["model"] == "smfa+int4" and r["seed"] == 0 for r in recs)
     assert privacy_records({"groups": {}}, model="m", split="s", phrasing="p", seed=0) == []
     # original 0.8 -> unlearned 0.2 (0.6 removed); back to 0.45 is 0.25 < 0.3: survives; 0.55 is not
-    assert survives(0.2, 0.45, 0.8) and not survives(0.2, 0.55, 0.8) and not survives(0.8, 0.8, 0.8)
+    assert survives(0.2, 0.45, 0.8) is True and survives(0.2, 0.55, 0.8) is False
+    # nothing removed (at or above the original): no verdict, not "the attack undid it"
+    assert survives(0.8, 0.8, 0.8) is None and survives(0.85, 0.7, 0.8) is None
+
+
+def test_robustness_table_verdicts():
+    from smfa_eval.reproduce.privacy_view import robustness_table
+
+    def rec(model, rouge):
+        return [{"model": model, "split": "s", "set": "forget", "task": t, "phrasing": "paraphrase",
+                 "metric": "rougeL", "value": rouge, "seed": 0} for t in ("image_memory", "text_memory")]
+
+    records = (rec("original", 0.8) + rec("a", 0.2) + rec("a+int4", 0.45) + rec("b", 0.2) + rec("b+int4", 0.6)
+               + rec("c", 0.85) + rec("c+int4", 0.85))
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in robustness_table(records, "s").splitlines()[2:] if line.startswith("| ")}
+    int4 = 3 + 3 * 2 + 2  # before R / MCQ / held-out, then relearn and int8 (3 cells each), int4's verdict
+    assert {m: cells[int4] for m, cells in rows.items()} == {"a": "yes", "b": "**no**", "c": "n/a"}
 
 
 def test_mcq_options_prefer_holdout_values():

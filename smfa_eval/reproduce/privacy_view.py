@@ -115,12 +115,23 @@ def privacy_figures(records: list[dict], splits: tuple[str, ...], out: Path) -> 
     for split in splits:
         pts = [(m, _all(records, m, split, "forget", "forget_quality"), _all(records, m, split, "retain", "utility"))
                for m in _models(records, split)]
-        pts = [(m, x, y) for m, x, y in pts if x is not None and y is not None]
+        # the k-sweep has its own figure; its points would only crowd the methods' labels
+        pts = [(m, x, y) for m, x, y in pts if x is not None and y is not None and "@" not in m]
         if pts:
-            fig, ax = plt.subplots(figsize=(5, 4))
-            for m, x, y in pts:
+            fig, ax = plt.subplots(figsize=(6, 4.5))
+            # labels stacked by utility, alternately left and right of their points, so that
+            # methods with nearly equal coordinates stay readable
+            for i, (m, x, y) in enumerate(sorted(pts, key=lambda p: p[2])):
                 ax.scatter([max(x, 1e-12)], [y])
-                ax.annotate(m, (max(x, 1e-12), y), fontsize=7)
+                ax.annotate(m, (max(x, 1e-12), y), fontsize=7, xytext=(6 if i % 2 == 0 else -6, 4 * (i % 3) - 4),
+                            textcoords="offset points", ha="left" if i % 2 == 0 else "right")
+            ref = _all(records, "oracle", split, "retain", "utility")
+            if ref is not None:  # the oracle is forget quality's reference: its utility is the target
+                ax.axhline(ref, ls="--", lw=0.8, color="grey", label="oracle's utility")
+                ax.legend(fontsize=7, loc="lower right")
+                lo, hi = ax.get_ylim()  # axhline does not widen the limits by itself
+                pad = 0.05 * (hi - lo)
+                ax.set_ylim(min(lo, ref - pad), max(hi, ref + pad))
             ax.set_xscale("log")
             ax.set_xlabel("forget quality (KS p vs oracle)")
             ax.set_ylabel("model utility")

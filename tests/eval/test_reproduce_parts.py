@@ -291,3 +291,14 @@ def test_llava_onevision_base_and_a_training_stage(tmp_path):
                                           batch_size=4), out, seed=0, progress=False)
     assert info["global_step"] == 2 and info["examples"] == 84 + 50
     assert (out / "model" / "config.json").is_file() and not (out / "checkpoints").exists()
+
+
+def test_run_json_command_is_what_a_reader_types():
+    from smfa_eval.reproduce.runinfo import command_line, cpu_model
+
+    args = ["reproduce", "--preset", "cpu", "--out", "runs/x"]
+    assert command_line(["/abs/checkout/smfa_cli/main.py", *args]) == "smfa reproduce --preset cpu --out runs/x"
+    assert command_line(["/venv/bin/smfa", *args]) == "smfa reproduce --preset cpu --out runs/x"
+    assert command_line(["/tmp/other.py", "a"]) == "other.py a"
+    model = cpu_model()
+    assert model is None or (isinstance(model, str) and model)

@@ -37,7 +37,7 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(VPY) -m pytest benchmarks --benchmark-enable -q -s
 
-# The paper end to end on this machine (<= 45 min on 2 cores): results/ is regenerated from it.
+# The paper end to end on this machine (~1 h on 2 cores, 2-5x that on slower machines): results/ is regenerated from it.
 PRESET ?= cpu
 SEED   ?= 0
 reproduce: $(STAMP)
